@@ -1,0 +1,92 @@
+"""Gaitway's domain errors: one tree, one mapping table.
+
+Tree::
+
+    GaitwayError                    code               HTTP  gRPC                 CLI exit
+    ├── InputError                  invalid_input      422   INVALID_ARGUMENT     2
+    │   ├── VideoError              invalid_video      422   INVALID_ARGUMENT     3
+    │   │   └── NoVideoStreamError  no_video_stream    422   INVALID_ARGUMENT     3
+    │   └── NoPersonError           no_person          422   FAILED_PRECONDITION  4
+    ├── ModelError                  model_unavailable  503   FAILED_PRECONDITION  5
+    │   └── ModelChecksumError      model_corrupt      503   FAILED_PRECONDITION  5
+    └── InferenceError              inference_failed   502   UNAVAILABLE          6
+
+Every error carries a machine-readable ``code`` and a one-line human message. Third-party errors (PyAV,
+onnxruntime) are translated where they are raised: in ``services.pose.ingest`` and ``services.pose.runtime``.
+The edges (CLI, HTTP, gRPC) look the status up in :data:`ERROR_TABLE` and never inspect messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GaitwayError(Exception):
+    """Base class. ``code`` is stable and machine-readable; ``str(err)`` is for people."""
+
+    code = "internal"
+
+
+class InputError(GaitwayError):
+    code = "invalid_input"
+
+
+class VideoError(InputError):
+    """The file is not a decodable video (not a video, truncated, empty, unreadable)."""
+
+    code = "invalid_video"
+
+
+class NoVideoStreamError(VideoError):
+    """The container decodes but holds no video stream (for example an audio-only file)."""
+
+    code = "no_video_stream"
+
+
+class NoPersonError(InputError):
+    """No runner could be found in the video."""
+
+    code = "no_person"
+
+
+class ModelError(GaitwayError):
+    """A model file is missing, unknown or cannot be loaded."""
+
+    code = "model_unavailable"
+
+
+class ModelChecksumError(ModelError):
+    code = "model_corrupt"
+
+
+class InferenceError(GaitwayError):
+    """The inference runtime failed on valid input."""
+
+    code = "inference_failed"
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    http: int
+    grpc: str  # grpc.StatusCode member name
+    exit_code: int
+
+
+ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
+    GaitwayError: ErrorStatus(500, "INTERNAL", 1),
+    InputError: ErrorStatus(422, "INVALID_ARGUMENT", 2),
+    VideoError: ErrorStatus(422, "INVALID_ARGUMENT", 3),
+    NoVideoStreamError: ErrorStatus(422, "INVALID_ARGUMENT", 3),
+    NoPersonError: ErrorStatus(422, "FAILED_PRECONDITION", 4),
+    ModelError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    ModelChecksumError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    InferenceError: ErrorStatus(502, "UNAVAILABLE", 6),
+}
+
+
+def status_of(err: GaitwayError) -> ErrorStatus:
+    """The table entry of the most specific class of ``err``."""
+    for cls in type(err).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]  # type: ignore[index]
+    raise AssertionError("GaitwayError is always in the table")
