@@ -88,5 +88,5 @@ def status_of(err: GaitwayError) -> ErrorStatus:
     """The table entry of the most specific class of ``err``."""
     for cls in type(err).__mro__:
         if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]  # type: ignore[index]
+            return ERROR_TABLE[cls]
     raise AssertionError("GaitwayError is always in the table")

@@ -16,7 +16,8 @@ class PoseSettings(BaseSettings):
 
     models_dir: str = Field(
         default="",
-        description="model search path (os.pathsep-separated); empty = ./models, <shared>/models, <shared>/reference",
+        description="model search path (os.pathsep-separated); "
+        "empty = ./models, <shared>/models, <shared>/reference",
     )
     shared_dir: Path = Field(default=Path("../shared"), description="shared data/model folder")
     preset: str = Field(default="thunder", description="model preset (see `gaitway models`)")

@@ -54,15 +54,14 @@ def warp_matrix(
     w_out, h_out = output_wh
 
     def triple(p0: FloatArray, p1: FloatArray) -> NDArray[np.float32]:
-        a, b = np.float32(p0), np.float32(p1)
+        a, b = np.asarray(p0, np.float32), np.asarray(p1, np.float32)
         d = a - b
         return np.stack([a, b, b + np.array([-d[1], d[0]], np.float32)])
 
-    src = triple(center, np.asarray(center) + [0.0, -scale[0] / 2])
+    src = triple(center, center + np.array([0.0, -scale[0] / 2]))
     dst = triple(np.array([w_out / 2, h_out / 2]), np.array([w_out / 2, h_out / 2 - w_out / 2]))
     a, b = (dst, src) if inv else (src, dst)
-    m: FloatArray = cv2.getAffineTransform(a, b)
-    return m
+    return np.asarray(cv2.getAffineTransform(a, b), np.float64)
 
 
 def affine_crop(
@@ -70,10 +69,10 @@ def affine_crop(
 ) -> NDArray[np.uint8]:
     """Bilinear crop of the box into ``output_wh``; pixels outside the image are 0."""
     m = warp_matrix(center, scale, output_wh)
-    out: NDArray[np.uint8] = cv2.warpAffine(
-        image, m, output_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    out = cv2.warpAffine(
+        image, m, output_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
     )
-    return out
+    return np.asarray(out, np.uint8)
 
 
 def input_to_image(
@@ -124,7 +123,9 @@ class Pose2DCodec(Protocol):
     #: largest batch the graph accepts (None = dynamic)
     max_batch: int | None
 
-    def preprocess(self, image: NDArray[np.uint8], boxes: FloatArray) -> tuple[NDArray[np.generic], Crops]: ...
+    def preprocess(
+        self, image: NDArray[np.uint8], boxes: FloatArray
+    ) -> tuple[NDArray[np.generic], Crops]: ...
 
     def postprocess(self, outputs: list[NDArray[np.float32]], crops: Crops) -> FloatArray: ...
 
@@ -138,7 +139,7 @@ class RTMPoseCodec:
     """RTMPose (mmdeploy end2end graph): input [N, 3, 256, 192] normalised RGB, outputs simcc_x, simcc_y."""
 
     family = "rtmpose"
-    max_batch = None
+    max_batch: int | None = None
 
     def __init__(
         self,
@@ -166,7 +167,9 @@ class RTMPoseCodec:
     def decode(self, simcc_x: NDArray[np.float32], simcc_y: NDArray[np.float32], crops: Crops) -> FloatArray:
         """Image keypoints (N, K, 3) exactly as rtmlib computes them (invalid joints included)."""
         locs, scores = simcc_argmax(simcc_x, simcc_y, score_rule=self.score_rule)
-        xy = input_to_image(locs.astype(np.float64) / self.split_ratio, crops.center, crops.scale, self.input_wh)
+        xy = input_to_image(
+            locs.astype(np.float64) / self.split_ratio, crops.center, crops.scale, self.input_wh
+        )
         return np.concatenate([xy, scores[..., None].astype(np.float64)], axis=-1)
 
     def postprocess(self, outputs: list[NDArray[np.float32]], crops: Crops) -> FloatArray:
@@ -180,7 +183,7 @@ class MoveNetCodec:
     [1, 1, 17, 3] = (y, x, score) relative to the crop. The graph has batch 1: callers loop."""
 
     family = "movenet"
-    max_batch = 1
+    max_batch: int | None = 1
     skeleton = COCO17
 
     def __init__(self, *, input_wh: tuple[int, int] = (256, 256), padding: float = 1.25) -> None:

@@ -35,17 +35,18 @@ class Skeleton:
         return perm
 
 
+# fmt: off
 COCO17 = Skeleton(
     name="coco17",
     joints=(
         "nose", "left_eye", "right_eye", "left_ear", "right_ear",
         "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
         "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10),
         (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
-    ),  # fmt: skip
+    ),
     lr_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
 )
 
@@ -59,7 +60,7 @@ HALPE26 = Skeleton(
     edges=(
         *COCO17.edges,
         (17, 18), (18, 19), (15, 24), (15, 20), (15, 22), (16, 25), (16, 21), (16, 23),
-    ),  # fmt: skip
+    ),
     lr_pairs=(*COCO17.lr_pairs, (20, 21), (22, 23), (24, 25)),
 )
 
@@ -69,12 +70,14 @@ H36M17 = Skeleton(
         "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
         "spine", "thorax", "neck_nose", "head",
         "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1), (1, 2), (2, 3), (0, 4), (4, 5), (5, 6), (0, 7), (7, 8), (8, 9), (9, 10),
         (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16),
-    ),  # fmt: skip
+    ),
     lr_pairs=((4, 1), (5, 2), (6, 3), (11, 14), (12, 15), (13, 16)),
 )
+
+# fmt: on
 
 SKELETONS = {s.name: s for s in (COCO17, HALPE26, H36M17)}

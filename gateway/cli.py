@@ -1,0 +1,172 @@
+"""``gaitway`` command line: the embedded default (no servers).
+
+    gaitway analyze VIDEO --out DIR [--preset thunder|lightning|...] [--height M] [--slowmo F] ...
+    gaitway models            list models and presets and whether each model file is present
+
+Errors never print a traceback: one line on stderr and the exit code of :data:`services.errors.ERROR_TABLE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from services.errors import GaitwayError, InputError, ModelError, status_of
+from services.pose.backends import EmbeddedBackend, ModelSet
+from services.pose.config import PoseSettings
+from services.pose.ingest import VideoInfo
+from services.pose.models import ModelStore, get_preset, manifests, presets
+from services.pose.outputs import write_outputs
+from services.pose.pipeline import AnalysisOptions, analyze_video
+from services.pose.sequence import CleaningParams
+from services.pose.tracking import TrackerParams
+
+log = logging.getLogger("gaitway")
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected x1,y1,x2,y2 in pixels") from None
+    if x2 <= x1 or y2 <= y1:
+        raise argparse.ArgumentTypeError("expected x2 > x1 and y2 > y1")
+    return x1, y1, x2, y2
+
+
+def _positive(kind: type[int] | type[float]) -> argparse._ActionType:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gaitway", description="Markerless running-gait analysis")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", help="2D and 3D skeleton of the runner in a video")
+    a.add_argument("video", type=Path)
+    a.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    a.add_argument("--preset", default=settings.preset, help="model preset (default %(default)s)")
+    a.add_argument("--pose2d", default="", help="override the preset's 2D pose model")
+    a.add_argument("--lifter", default="", help="override the preset's lifter model")
+    a.add_argument("--models-dir", default=settings.models_dir, help="model search path (os.pathsep list)")
+    a.add_argument("--height", type=_positive(float), help="runner height in metres (3D output in metres)")
+    a.add_argument(
+        "--slowmo", type=_positive(float), help="slow-motion factor (4 = plays 4x slower than life)"
+    )
+    a.add_argument("--det-interval", type=_positive(int), default=settings.det_interval_frames)
+    a.add_argument("--max-long-side", type=_positive(int), default=settings.max_long_side_px)
+    a.add_argument("--runner-box", type=_box, help="x1,y1,x2,y2 around the runner in the first frame")
+    a.add_argument("--cutoff-hz", type=_positive(float), help="low-pass cutoff of the 2D cleaning")
+    a.add_argument("--threads", type=_positive(int), default=settings.ort_threads, help="onnxruntime threads")
+    a.add_argument("--allow-truncated", action="store_true", help="analyse what decodes of a damaged file")
+    a.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (second decoding pass)")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list models and presets").add_argument(
+        "--models-dir", default=settings.models_dir
+    )
+    return p
+
+
+def _store(settings: PoseSettings, models_dir: str) -> ModelStore:
+    return ModelStore(settings.model_copy(update={"models_dir": models_dir}).model_search_path())
+
+
+def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
+    store = _store(settings, args.models_dir)
+    models = ModelSet.resolve(store, get_preset(args.preset), pose2d=args.pose2d, lifter=args.lifter)
+    try:
+        cleaning = CleaningParams() if args.cutoff_hz is None else CleaningParams(cutoff_hz=args.cutoff_hz)
+        options = AnalysisOptions(
+            max_long_side=args.max_long_side,
+            slowmo=args.slowmo,
+            height_m=args.height,
+            tracker=TrackerParams(det_interval=args.det_interval, runner_box=args.runner_box),
+            cleaning=cleaning,
+            allow_truncated=args.allow_truncated,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    backend = EmbeddedBackend(models, threads=args.threads)
+
+    bar: tqdm[Any] | None = None
+
+    def progress(done: int, info: VideoInfo) -> None:
+        nonlocal bar
+        if args.no_progress:
+            return
+        if bar is None:
+            bar = tqdm(total=info.num_frames, unit="frame", desc="analysing", file=sys.stderr)
+        bar.update(1)
+
+    try:
+        result = analyze_video(args.video, backend, options, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    paths = write_outputs(result, args.out, overlay=args.overlay)
+    ms = result.timings.ms_per_frame()
+    sys.stdout.write(
+        f"{result.frames_with_pose}/{len(result.t)} frames with a skeleton; "
+        f"{1000 / ms['total']:.1f} frames/s end to end; 3D units: {result.units3d}\n"
+    )
+    for w in result.warnings:
+        sys.stdout.write(f"warning: {w}\n")
+    for name, path in paths.items():
+        sys.stdout.write(f"  {name:<14} {path}\n")
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: PoseSettings) -> int:
+    store = _store(settings, args.models_dir)
+    sys.stdout.write("models:\n")
+    for name, m in sorted(manifests().items()):
+        try:
+            found = store.resolve(name)
+            state = "ok" if found.verified else "present (no pinned checksum)"
+        except ModelError as exc:
+            state = "corrupt" if exc.code == "model_corrupt" else "missing"
+        note = "  RANDOM WEIGHTS" if m.random_weights else ""
+        sys.stdout.write(f"  {name:<26} {m.role:<9} {m.family:<8} {m.skeleton:<8} {state}{note}\n")
+    sys.stdout.write("presets:\n")
+    for name, p in sorted(presets().items()):
+        sys.stdout.write(f"  {name:<22} {p.detector} + {p.pose2d} + {p.lifter}: {p.description}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = PoseSettings()
+    args = build_parser(settings).parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
+    )
+    try:
+        if args.command == "analyze":
+            return _analyze(args, settings)
+        return _models(args, settings)
+    except GaitwayError as exc:
+        sys.stderr.write(f"gaitway: error [{exc.code}]: {exc}\n")
+        return status_of(exc).exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("gaitway: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""End-to-end pipeline benchmark (``make bench``).
+
+Each configuration runs in a fresh child process (so its peak RSS is its own) over the whole video and
+reports per-stage milliseconds per frame, end-to-end frames per second, peak RSS and RSS sampled at 25 %,
+50 % and 100 % of the frames (flat = memory does not grow with video length). Results go to a JSON file and
+a Markdown table beside it.
+
+    python loadtests/bench_pipeline.py --video CLIP.mp4 --out loadtests/results/pipeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "decode only": {"decode_only": True},
+    "naive thunder": {"preset": "thunder", "det_interval": 1, "prefetch": 0, "retry": False},
+    "naive lightning": {"preset": "lightning", "det_interval": 1, "prefetch": 0, "retry": False},
+    "thunder": {"preset": "thunder"},
+    "lightning": {"preset": "lightning"},
+    "rtmpose-m (random weights)": {"preset": "rtmpose-random"},
+}
+TARGETS_FPS = {"thunder": 40.0, "lightning": 80.0}
+TARGET_RSS_MB = 500.0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_config(video: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    from services.pose.backends import EmbeddedBackend, ModelSet
+    from services.pose.config import PoseSettings
+    from services.pose.ingest import VideoReader
+    from services.pose.models import ModelStore, get_preset
+    from services.pose.pipeline import AnalysisOptions, analyze_video
+    from services.pose.tracking import TrackerParams
+
+    settings = PoseSettings()
+    if cfg.get("decode_only"):
+        start = time.perf_counter()
+        with VideoReader(video, max_long_side=settings.max_long_side_px) as reader:
+            n = sum(1 for _ in reader)
+        wall = time.perf_counter() - start
+        return {"frames": n, "fps": n / wall, "ms_per_frame": {"decode": wall / n * 1000}}
+    store = ModelStore(settings.model_search_path())
+    backend = EmbeddedBackend(
+        ModelSet.resolve(store, get_preset(cfg["preset"])), threads=settings.ort_threads
+    )
+    tracker = TrackerParams(det_interval=cfg.get("det_interval", settings.det_interval_frames))
+    options = AnalysisOptions(
+        max_long_side=settings.max_long_side_px,
+        tracker=tracker,
+        prefetch=cfg.get("prefetch", 8),
+        retry_poor_pose=cfg.get("retry", True),
+    )
+    samples: dict[str, float] = {}
+
+    def progress(done: int, info: Any) -> None:
+        total = info.num_frames or 0
+        for label, frac in (("25%", 0.25), ("50%", 0.5), ("100%", 1.0)):
+            if total and done == max(1, round(total * frac)):
+                samples[label] = round(_rss_mb(), 1)
+
+    start = time.perf_counter()
+    result = analyze_video(video, backend, options, progress=progress)
+    wall = time.perf_counter() - start
+    n = len(result.t)
+    return {
+        "frames": n,
+        "frames_with_pose": result.frames_with_pose,
+        "detector_runs": result.timings.detections,
+        "fps": n / wall,
+        "ms_per_frame": result.timings.ms_per_frame(),
+        "rss_mb_at": samples,
+    }
+
+
+def child(video: str, name: str) -> None:
+    out = run_config(video, CONFIGS[name])
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Pipeline benchmark — {results['video']}",
+        "",
+        f"{results['machine']}; {results['date']}. Per-stage times are wall-clock ms per frame",
+        "(decode runs in its own thread when prefetching, so stages overlap and do not add up to the total).",
+        "",
+        "| configuration | fps | target | decode | detect | pose2d | clean | lift | detector runs "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["configs"].items():
+        ms = r.get("ms_per_frame", {})
+        target = TARGETS_FPS.get(name)
+        lines.append(
+            f"| {name} | {r['fps']:.1f} | {'>= ' + str(target) if target else ''} | "
+            + " | ".join(f"{ms.get(s, 0):.2f}" for s in ("decode", "detect", "pose2d", "clean", "lift"))
+            + f" | {r.get('detector_runs', '')} | {r['peak_rss_mb']} |"
+        )
+    lines += ["", "RSS sampled during the run (MB): "]
+    lines += [f"- {n}: {r['rss_mb_at']}" for n, r in results["configs"].items() if r.get("rss_mb_at")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--config", choices=sorted(CONFIGS), action="append", help="run only these")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.video, args.child)
+        return
+    results: dict[str, Any] = {
+        "video": os.path.basename(args.video),
+        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, onnxruntime CPU",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "configs": {},
+    }
+    for name in args.config or CONFIGS:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--video", args.video, "--out", str(args.out), "--child", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            sys.stderr.write(f"{name}: failed\n{proc.stderr[-2000:]}\n")
+            sys.exit(1)
+        results["configs"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = results["configs"][name]
+        sys.stdout.write(f"{name:<28} {r['fps']:7.1f} fps  peak RSS {r['peak_rss_mb']} MB\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

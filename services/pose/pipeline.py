@@ -1,0 +1,275 @@
+"""The analysis use case: a video in, the runner's 2D and 3D skeleton for every frame out.
+
+One function, :func:`analyze_video`, behind every transport (CLI now; HTTP and gRPC later). Frames stream
+from the decoder (optionally decoded ahead in a background thread, so decoding overlaps inference) through
+detection/tracking and the 2D model; only per-frame keypoints (a few hundred bytes a frame) and a handful of
+thumbnails are kept, never the frames themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from services.errors import NoPersonError, VideoError
+from services.pose.backends import PoseBackend
+from services.pose.ingest import Frame, VideoInfo, VideoReader
+from services.pose.lifting import coco17_to_h36m17, halpe26_to_h36m17, scale_to_height
+from services.pose.sequence import CleaningParams, clean_sequence
+from services.pose.skeletons import Skeleton
+from services.pose.tracking import RunnerTracker, TrackerParams, pose_quality
+
+FloatArray = NDArray[np.float64]
+T = TypeVar("T")
+
+#: units of the lifter's output before any height scaling, by family
+LIFTER_UNITS = {"semgcn": "m (average H36M subject scale)", "motionbert": "normalised (crop box = 2)"}
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    max_long_side: int | None = 640
+    slowmo: float | None = None
+    height_m: float | None = None
+    tracker: TrackerParams = field(default_factory=TrackerParams)
+    cleaning: CleaningParams = field(default_factory=CleaningParams)
+    #: frames decoded ahead in a background thread; 0 decodes inline (no overlap)
+    prefetch: int = 8
+    #: retry a poor pose at once with a fresh detection on the same frame
+    retry_poor_pose: bool = True
+    #: analyse the frames a truncated or damaged file still yields instead of refusing it
+    allow_truncated: bool = False
+    sheet_frames: int = 12
+
+    def __post_init__(self) -> None:
+        if self.height_m is not None and not 0.5 <= self.height_m <= 2.8:
+            raise ValueError(f"runner height must be between 0.5 and 2.8 m, got {self.height_m}")
+
+
+@dataclass
+class StageTimes:
+    """Wall-clock seconds spent per stage (decode is measured in its own thread when prefetching)."""
+
+    decode: float = 0.0
+    detect: float = 0.0
+    pose2d: float = 0.0
+    clean: float = 0.0
+    lift: float = 0.0
+    total: float = 0.0
+    frames: int = 0
+    detections: int = 0
+
+    def ms_per_frame(self) -> dict[str, float]:
+        n = max(self.frames, 1)
+        stages = ("decode", "detect", "pose2d", "clean", "lift", "total")
+        return {s: round(getattr(self, s) / n * 1000, 3) for s in stages}
+
+
+@dataclass
+class AnalysisResult:
+    info: VideoInfo
+    backend: PoseBackend
+    options: AnalysisOptions
+    skeleton2d: Skeleton
+    t: FloatArray  # (T,) real seconds
+    boxes: FloatArray  # (T, 4) runner box in original-frame pixels, NaN when none
+    detected: NDArray[np.bool_]  # (T,) detector ran on this frame
+    kps2d_raw: FloatArray  # (T, K, 3) model output in original-frame pixels
+    kps2d: FloatArray  # (T, K, 3) cleaned
+    filled: NDArray[np.bool_]  # (T, K)
+    swapped: NDArray[np.bool_]  # (T,)
+    kps3d: FloatArray  # (T, 17, 3) H36M-17, root-relative
+    units3d: str
+    thumbnails: list[tuple[int, NDArray[np.uint8]]]
+    timings: StageTimes
+    warnings: list[str]
+
+    @property
+    def frames_with_pose(self) -> int:
+        return int(np.isfinite(self.kps2d[:, :, 0]).any(axis=1).sum())
+
+
+def _prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Yield ``items`` produced by a background thread at most ``depth`` ahead; errors re-raised here."""
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # handed to the consumer
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _timed(frames: Iterable[Frame], times: StageTimes) -> Iterator[Frame]:
+    it = iter(frames)
+    while True:
+        start = time.perf_counter()
+        frame = next(it, None)
+        times.decode += time.perf_counter() - start
+        if frame is None:
+            return
+        yield frame
+
+
+def _thumbnail(image: NDArray[np.uint8], long_side: int = 360) -> NDArray[np.uint8]:
+    h, w = image.shape[:2]
+    r = min(1.0, long_side / max(h, w))
+    return np.asarray(cv2.resize(image, (round(w * r), round(h * r)), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def _sheet_indices(num_frames: int | None, count: int) -> set[int]:
+    if not num_frames:
+        return set(range(0, 30 * count, 30))
+    return {int(i) for i in np.linspace(0, num_frames - 1, count).round()}
+
+
+def analyze_video(
+    path: str | os.PathLike[str],
+    backend: PoseBackend,
+    options: AnalysisOptions | None = None,
+    *,
+    progress: Callable[[int, VideoInfo], None] | None = None,
+) -> AnalysisResult:
+    """Analyse one video. ``progress(frames_done, info)`` is called after every frame."""
+    opts = options or AnalysisOptions()
+    times = StageTimes()
+    t_start = time.perf_counter()
+    tracker = RunnerTracker(opts.tracker)
+    min_score = opts.tracker.kp_score_threshold
+    k = backend.pose_codec.skeleton.num_joints
+    nan_pose = np.full((k, 3), np.nan)
+    nan_pose[:, 2] = 0.0
+
+    ts: list[float] = []
+    poses: list[FloatArray] = []
+    boxes: list[FloatArray] = []
+    detected: list[bool] = []
+    thumbs: list[tuple[int, NDArray[np.uint8]]] = []
+
+    with VideoReader(path, max_long_side=opts.max_long_side, slowmo=opts.slowmo) as reader:
+        info = reader.info
+        wanted = _sheet_indices(info.num_frames, opts.sheet_frames)
+        frames = _timed(reader, times)
+        if opts.prefetch > 0:
+            frames = _prefetch(frames, opts.prefetch)
+        for frame in frames:
+            img = frame.image
+            did_detect = False
+
+            def detect(index: int, image: NDArray[np.uint8]) -> FloatArray | None:
+                start = time.perf_counter()
+                found = backend.detect(image, score_threshold=opts.tracker.det_score_threshold)
+                times.detect += time.perf_counter() - start
+                return tracker.on_detections(index, found)
+
+            def pose(image: NDArray[np.uint8], box: FloatArray) -> FloatArray:
+                start = time.perf_counter()
+                out = backend.pose2d(image, box[None])[0]
+                times.pose2d += time.perf_counter() - start
+                return out
+
+            box = tracker.box
+            if tracker.needs_detection(frame.index):
+                box, did_detect = detect(frame.index, img), True
+            kps = nan_pose
+            if box is not None:
+                kps = pose(img, box)
+                if not tracker.on_pose(frame.index, kps) and opts.retry_poor_pose and not did_detect:
+                    retry_box, did_detect = detect(frame.index, img), True
+                    if retry_box is not None:
+                        retry = pose(img, retry_box)
+                        if pose_quality(retry, min_score=min_score) > pose_quality(kps, min_score=min_score):
+                            kps, box = retry, retry_box
+                        tracker.on_pose(frame.index, kps)
+            ts.append(frame.t)
+            poses.append(kps)
+            boxes.append(np.full(4, np.nan) if box is None else box)
+            detected.append(did_detect)
+            if frame.index in wanted:
+                thumbs.append((frame.index, _thumbnail(img)))
+            times.frames += 1
+            if progress is not None:
+                progress(times.frames, info)
+        warnings = list(reader.warnings)
+        if reader.damaged and not opts.allow_truncated:
+            raise VideoError(
+                f"{os.fspath(path)} is truncated or damaged ({reader.damaged}); "
+                "pass --allow-truncated to analyse the frames that decode"
+            )
+
+    times.detections = tracker.detections
+    if not poses or not np.isfinite(np.stack(poses)[:, :, 0]).any():
+        raise NoPersonError(
+            f"no person found in {os.fspath(path)}: the detector found nobody in {len(poses)} frames"
+        )
+    scale = info.width / info.out_width
+    raw = np.stack(poses)
+    raw[..., :2] *= scale
+    box_arr = np.stack(boxes) * scale
+    t = np.asarray(ts)
+
+    start = time.perf_counter()
+    cleaned = clean_sequence(raw, t, backend.pose_codec.skeleton, params=opts.cleaning)
+    times.clean = time.perf_counter() - start
+
+    start = time.perf_counter()
+    to_h36m = halpe26_to_h36m17 if backend.pose_codec.skeleton.num_joints == 26 else coco17_to_h36m17
+    kps3d = backend.lift(to_h36m(cleaned.keypoints), image_wh=(info.width, info.height))
+    units = LIFTER_UNITS.get(backend.models.lifter.manifest.family, "model units")
+    if opts.height_m is not None:
+        kps3d, units = scale_to_height(kps3d, opts.height_m), "m"
+    times.lift = time.perf_counter() - start
+    times.total = time.perf_counter() - t_start
+
+    return AnalysisResult(
+        info=info,
+        backend=backend,
+        options=opts,
+        skeleton2d=backend.pose_codec.skeleton,
+        t=t,
+        boxes=box_arr,
+        detected=np.asarray(detected),
+        kps2d_raw=raw,
+        kps2d=cleaned.keypoints,
+        filled=cleaned.filled,
+        swapped=cleaned.swapped,
+        kps3d=kps3d,
+        units3d=units,
+        thumbnails=thumbs,
+        timings=times,
+        warnings=warnings,
+    )

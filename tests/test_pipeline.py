@@ -1,0 +1,90 @@
+"""End to end on the real treadmill phone clip, through the CLI, with the offline default models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from gateway.cli import main
+from services.pose.skeletons import COCO17, H36M17
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def treadmill_run(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("treadmill")
+    video = shared / "data/running-treadmill-phone/IMG_5396.mp4"
+    dirs = os.pathsep.join(str(shared / d) for d in ("models", "reference"))
+    code = main(
+        ["analyze", str(video), "--out", str(out), "--models-dir", dirs, "--no-progress", "--height", "1.78"]
+    )
+    assert code == 0
+    return out, json.loads((out / "poses.json").read_text())
+
+
+def _array(frames: list[dict[str, Any]], key: str) -> np.ndarray:
+    rows = [[[np.nan if v is None else v for v in joint] for joint in f[key]] for f in frames]
+    return np.array(rows, dtype=float)
+
+
+def test_video_metadata_and_models_are_recorded(treadmill_run: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = treadmill_run
+    assert doc["schema"] == "gaitway.poses" and doc["schema_version"] == 1
+    v = doc["video"]
+    assert (v["width"], v["height"], v["fps"], v["num_frames"]) == (1080, 1920, 60.0, 388)
+    assert doc["models"]["pose2d"]["name"] == "movenet-thunder"
+    for role in ("detector", "pose2d", "lifter"):
+        assert doc["models"][role]["checksum_verified"] and len(doc["models"][role]["sha256"]) == 64
+    assert doc["skeletons"]["keypoints2d"]["joints"] == list(COCO17.joints)
+    assert doc["units"]["keypoints3d"] == "m"
+    assert len(doc["frames"]) == 388
+
+
+def test_skeleton_on_95_percent_of_frames_and_anatomically_ordered(
+    treadmill_run: tuple[Path, dict[str, Any]],
+) -> None:
+    _, doc = treadmill_run
+    k2 = _array(doc["frames"], "keypoints2d")
+    present = np.isfinite(k2[:, :, :2]).all(axis=2).sum(axis=1) >= 12
+    assert present.mean() >= 0.95
+    y = k2[..., 1]
+    for hip, knee, ankle in ((11, 13, 15), (12, 14, 16)):
+        ordered = (y[:, ankle] > y[:, knee]) & (y[:, knee] > y[:, hip])
+        assert ordered.mean() >= 0.95, f"leg {COCO17.joints[hip]}: ordered on {ordered.mean():.0%} of frames"
+    t = np.array([f["t"] for f in doc["frames"]])
+    np.testing.assert_allclose(np.diff(t), 1 / 60, atol=1e-3)
+
+
+def test_3d_is_root_relative_and_scaled_to_the_runner(treadmill_run: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = treadmill_run
+    k3 = _array(doc["frames"], "keypoints3d")
+    legs_and_trunk = [H36M17.index(j) for j in H36M17.joints if "wrist" not in j and "elbow" not in j]
+    have = np.isfinite(k3[:, legs_and_trunk]).all(axis=(1, 2))
+    assert have.mean() >= 0.95
+    assert np.isfinite(k3).all(axis=2).mean() >= 0.95  # hidden joints (the far wrist) are the only gaps
+    np.testing.assert_allclose(k3[have, 0], 0.0, atol=1e-9)
+    # a shank (knee to ankle) of a 1.78 m runner is ~0.4 m (0.246 x height, anthropometric tables)
+    shank = np.linalg.norm(
+        k3[have][:, H36M17.index("left_knee")] - k3[have][:, H36M17.index("left_ankle")], axis=1
+    )
+    assert 0.3 < np.median(shank) < 0.55
+
+
+def test_csv_and_contact_sheet(treadmill_run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = treadmill_run
+    with (out / "keypoints2d.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:5] == ["frame", "t", "nose_x", "nose_y", "nose_score"] and len(rows) == 389
+    with (out / "poses3d.csv").open() as f:
+        rows3 = list(csv.reader(f))
+    assert rows3[0][2:5] == ["pelvis_x", "pelvis_y", "pelvis_z"] and len(rows3) == 389
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[0] > 300 and sheet.shape[1] > 600
