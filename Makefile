@@ -27,7 +27,7 @@ test: check
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/pytest
 
 bench: venv
-	$(BIN)/python -m bench.pipeline --video $(SHARED)/data/running-treadmill-phone/IMG_5396.mp4 --out bench/results.json
+	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_pipeline.py --video $(VIDEO) --out loadtests/results/pipeline.json
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

@@ -62,7 +62,8 @@ def test_coco_pck_and_oks(backend: EmbeddedBackend, shared: Path) -> None:
 
 def test_h36m_3d_from_detected_2d(backend: EmbeddedBackend, shared: Path) -> None:
     """Our own 2D (detector + MoveNet) lifted by SemGCN on the 4 H36M frames, root-aligned on SemGCN's 16
-    joints. Measured: MPJPE 106 mm, PA-MPJPE 79 mm (from ground-truth 2D: 19.1 / 14.5 mm, tests/test_lifting.py).
+    joints. Measured: MPJPE 106 mm, PA-MPJPE 79 mm (from ground-truth 2D: 19.1 / 14.5 mm, see
+    tests/test_lifting.py).
     The gap is the 2D domain shift: SemGCN was trained on ground-truth H36M 2D, whose hips and pelvis are
     joint centres, not COCO's surface keypoints."""
     root = shared / "data/h36m-samples"

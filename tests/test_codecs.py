@@ -41,7 +41,9 @@ def test_warp_matrices_match_rtmlib(golden: dict[str, np.ndarray]) -> None:
     center, scale = bbox_xyxy_to_cs(golden["bboxes_xyxy"])
     scale = fix_aspect_ratio(scale, aspect=0.75)
     for i in range(len(center)):
-        np.testing.assert_allclose(warp_matrix(center[i], scale[i], (192, 256)), golden["warp_mat"][i], atol=1e-9)
+        np.testing.assert_allclose(
+            warp_matrix(center[i], scale[i], (192, 256)), golden["warp_mat"][i], atol=1e-9
+        )
         np.testing.assert_allclose(
             warp_matrix(center[i], scale[i], (192, 256), inv=True), golden["warp_mat_inv"][i], atol=1e-9
         )
@@ -71,7 +73,9 @@ def test_simcc_decode_matches_rtmlib_to_1e4_px(golden: dict[str, np.ndarray]) ->
     kps = RTMPoseCodec().decode(golden["simcc_x"], golden["simcc_y"], crops)
     np.testing.assert_allclose(kps[..., :2], golden["keypoints_img"], atol=1e-4)
     valid = golden["scores_rtmlib_mean"] > 0
-    np.testing.assert_allclose(kps[..., :2][valid], golden["keypoints_img_via_inverse_warp"][valid], atol=1e-4)
+    np.testing.assert_allclose(
+        kps[..., :2][valid], golden["keypoints_img_via_inverse_warp"][valid], atol=1e-4
+    )
     # mmpose's score rule
     locs_min, scores_min = simcc_argmax(golden["simcc_x"], golden["simcc_y"], score_rule="min")
     np.testing.assert_allclose(scores_min, golden["scores_mmpose_min"], atol=1e-7)

@@ -42,7 +42,6 @@ def pa_mpjpe(pred: ArrayLike, gt: ArrayLike) -> NDArray[np.float64]:
     return mpjpe(aligned, g)
 
 
-
 def pck(pred: ArrayLike, gt: ArrayLike, visible: ArrayLike, norm: ArrayLike, *, alpha: float = 0.2) -> float:
     """Percentage of correct keypoints: a visible keypoint is correct when within ``alpha * norm`` pixels of
     the truth. ``pred``, ``gt`` (N, J, 2); ``visible`` (N, J) bool; ``norm`` (N,) per-person lengths (for

@@ -123,5 +123,7 @@ class ModelStore:
         if not m.sha256:
             log.warning("model %s has no pinned checksum; loaded %s with sha256 %s", name, path, digest)
         if m.random_weights:
-            log.warning("model %s has RANDOM weights: its keypoints are meaningless (plumbing/speed only)", name)
+            log.warning(
+                "model %s has RANDOM weights: its keypoints are meaningless (plumbing/speed only)", name
+            )
         return ResolvedModel(manifest=m, path=path, sha256=digest, verified=bool(m.sha256))

@@ -60,7 +60,9 @@ def iou(box: FloatArray, boxes: FloatArray) -> FloatArray:
 
 
 def area(boxes: FloatArray) -> FloatArray:
-    out: FloatArray = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    out: FloatArray = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(
+        boxes[:, 3] - boxes[:, 1], 0, None
+    )
     return out
 
 
