@@ -350,7 +350,7 @@ class VideoReader:
             raise _open_error(self._path, exc) from exc
         self._first: Frame | None = None
         try:
-            self._stream = self._open_stream(threads)
+            self._stream = self._open_stream(threads, max_long_side)
             self._frames = self._decoded()
             first = next(self._frames, None)
             if first is None:
@@ -365,8 +365,12 @@ class VideoReader:
 
     # -- opening ---------------------------------------------------------------------------------------
 
-    def _open_stream(self, threads: int) -> VideoStream:
-        """Select and configure the video stream, or raise the matching error."""
+    def _open_stream(self, threads: int, max_long_side: int | None) -> VideoStream:
+        """Select and configure the video stream, or raise the matching error.
+
+        When frames will be shrunk at least 2x, the decoder skips its in-loop deblocking filter: about 30 %
+        less decoding work, and the block-edge artifacts it leaves are under a pixel after the downscale.
+        """
         container = self._container
         if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
             raise VideoError(f"'{self._path}' is a still image ({container.format.name}), not a video.")
@@ -383,6 +387,9 @@ class VideoReader:
                 other.discard = av.stream.Discard.all
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        coded = max(stream.codec_context.width, stream.codec_context.height)
+        if max_long_side is not None and coded >= 2 * max_long_side:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
         return stream
 
     def _make_info(self, first: VideoFrame, max_long_side: int | None, slowmo: float | None) -> VideoInfo:
