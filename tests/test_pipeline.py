@@ -88,3 +88,19 @@ def test_csv_and_contact_sheet(treadmill_run: tuple[Path, dict[str, Any]]) -> No
     assert rows3[0][2:5] == ["pelvis_x", "pelvis_y", "pelvis_z"] and len(rows3) == 389
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 300 and sheet.shape[1] > 600
+
+
+def test_two_people_only_the_walker_is_kept(shared: Path, tmp_path: Path) -> None:
+    """Sports2D demo: a man jumps on a roof (alone in view at first), a woman then walks across the
+    foreground. The subject is the walker: every frame with a skeleton must be hers (feet on the ground,
+    lower half of the frame), and the roof frames must be dropped with a warning."""
+    dirs = os.pathsep.join(str(shared / d) for d in ("models", "reference"))
+    video = shared / "data/walking-side-sports2d/demo.mp4"
+    assert main(["analyze", str(video), "--out", str(tmp_path), "--models-dir", dirs, "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "poses.json").read_text())
+    boxes = np.array([f["box"] if f["box"] else [np.nan] * 4 for f in doc["frames"]], float)
+    kept = np.isfinite(boxes).all(axis=1)
+    assert kept.sum() >= 100
+    assert (boxes[kept, 3] > 0.7 * doc["video"]["height"]).all()
+    assert not kept[:30].any()  # the walker has not entered yet
+    assert any("another person" in w for w in doc["warnings"])

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.pose.tracking import RunnerTracker, TrackerParams, iou, keypoint_box, select_runner
+from services.pose.tracking import (
+    RunnerTracker,
+    TrackerParams,
+    dominant_segment,
+    iou,
+    keypoint_box,
+    select_runner,
+)
 
 
 def _pose(box: tuple[float, float, float, float], score: float = 0.9) -> np.ndarray:
@@ -61,3 +68,23 @@ def test_nobody_detected_keeps_asking() -> None:
     assert tr.on_detections(0, np.zeros((0, 5))) is None
     assert tr.box is None and tr.needs_detection(1)
     assert tr.on_detections(1, np.array([[0, 0, 10, 10, 0.2]])) is None  # below the score threshold
+
+
+def test_reacquiring_someone_elsewhere_starts_a_new_segment() -> None:
+    tr = RunnerTracker(TrackerParams(det_interval=100))
+    tr.on_detections(0, np.array([[100, 0, 140, 80, 0.9]]))  # a bystander far away, alone at first
+    assert tr.segment == 0
+    tr.on_detections(1, np.array([[102, 2, 142, 82, 0.9]]))  # same place: same segment
+    assert tr.segment == 0
+    tr.on_detections(2, np.zeros((0, 5)))  # lost
+    tr.on_detections(3, np.array([[600, 200, 800, 700, 0.9]]))  # re-acquired elsewhere: someone else
+    assert tr.segment == 1
+
+
+def test_dominant_segment_is_size_times_time_on_screen() -> None:
+    segments = np.array([0, 0, 0, 0, 1, 1, 1, -1])
+    small = [0, 0, 10, 10]
+    big = [0, 0, 100, 100]
+    boxes = np.array([small] * 4 + [big] * 3 + [[np.nan] * 4], float)
+    assert dominant_segment(segments, boxes) == 1
+    assert dominant_segment(np.full(3, -1), np.full((3, 4), np.nan)) is None

@@ -179,7 +179,7 @@ def draw_skeleton(
 
 
 def _side_view(pose3d: FloatArray, size: tuple[int, int]) -> NDArray[np.uint8]:
-    """The 3D pose seen from the camera's side (depth z to the right, y down) on a dark panel."""
+    """The 3D pose turned 90 degrees about the vertical (depth z to the right, y down) on a dark panel."""
     w, h = size
     panel = np.full((h, w, 3), 30, np.uint8)
     if not np.isfinite(pose3d).any():
@@ -188,7 +188,9 @@ def _side_view(pose3d: FloatArray, size: tuple[int, int]) -> NDArray[np.uint8]:
     span = float(np.nanmax(np.abs(zy))) or 1.0
     s = 0.42 * h / span
     pts = np.column_stack([w / 2 + zy[:, 0] * s, h / 2 + zy[:, 1] * s, np.ones(len(zy))])
-    cv2.putText(panel, "3D side", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (200, 200, 200), 1, cv2.LINE_AA)
+    cv2.putText(
+        panel, "3D, turned 90 deg", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (200, 200, 200), 1, cv2.LINE_AA
+    )
     return draw_skeleton(panel, pts, H36M17)
 
 

@@ -26,7 +26,7 @@ from services.pose.ingest import Frame, VideoInfo, VideoReader
 from services.pose.lifting import coco17_to_h36m17, halpe26_to_h36m17, scale_to_height
 from services.pose.sequence import CleaningParams, clean_sequence
 from services.pose.skeletons import Skeleton
-from services.pose.tracking import RunnerTracker, TrackerParams, pose_quality
+from services.pose.tracking import RunnerTracker, TrackerParams, dominant_segment, pose_quality
 
 FloatArray = NDArray[np.float64]
 T = TypeVar("T")
@@ -178,6 +178,7 @@ def analyze_video(
     poses: list[FloatArray] = []
     boxes: list[FloatArray] = []
     detected: list[bool] = []
+    segments: list[int] = []
     thumbs: list[tuple[int, NDArray[np.uint8]]] = []
 
     with VideoReader(path, max_long_side=opts.max_long_side, slowmo=opts.slowmo) as reader:
@@ -219,6 +220,7 @@ def analyze_video(
             poses.append(kps)
             boxes.append(np.full(4, np.nan) if box is None else box)
             detected.append(did_detect)
+            segments.append(tracker.segment if box is not None else -1)
             if frame.index in wanted:
                 thumbs.append((frame.index, _thumbnail(img)))
             times.frames += 1
@@ -236,10 +238,22 @@ def analyze_video(
         raise NoPersonError(
             f"no person found in {os.fspath(path)}: the detector found nobody in {len(poses)} frames"
         )
-    scale = info.width / info.out_width
     raw = np.stack(poses)
+    box_arr = np.stack(boxes)
+    seg = np.asarray(segments)
+    runner = dominant_segment(seg, box_arr)
+    others = seg != runner
+    if runner is not None and (others & (seg >= 0)).any():
+        dropped = np.flatnonzero(others & (seg >= 0))
+        warnings.append(
+            f"{len(dropped)} frames (first {dropped[0]}, last {dropped[-1]}) followed another person "
+            "than the runner and were left without a skeleton"
+        )
+    raw[others] = nan_pose
+    box_arr[others] = np.nan
+    scale = info.width / info.out_width
     raw[..., :2] *= scale
-    box_arr = np.stack(boxes) * scale
+    box_arr *= scale
     t = np.asarray(ts)
 
     start = time.perf_counter()

@@ -19,6 +19,12 @@ Runner selection (when the detector returns several people):
    main subject, filmed close);
 3. on every later detection, the box with the highest IoU with the runner's current box (continuity), and
    rule 2 when none overlaps it (the runner was lost).
+
+Rule 3's fallback may land on someone else (the runner left the frame, a bystander was picked before the
+runner entered). So every frame carries a *segment* id: a new segment starts whenever the runner is
+re-acquired more than one box size away from where it was last seen. After the pass,
+:func:`dominant_segment` keeps the segment with the largest summed box area (size x time on screen: the
+person the video is about) and the pipeline drops the others.
 """
 
 from __future__ import annotations
@@ -116,7 +122,9 @@ class RunnerTracker:
         self._last_det = -(10**9)
         self._force = True
         self._hint = None if self.params.runner_box is None else np.asarray(self.params.runner_box, float)
+        self._last_seen: FloatArray | None = None
         self.detections = 0
+        self.segment = -1
 
     @property
     def box(self) -> FloatArray | None:
@@ -136,7 +144,11 @@ class RunnerTracker:
             self._box = None
             return None
         self._hint = None
-        self._box = boxes[pick, :4].astype(np.float64)
+        new = boxes[pick, :4].astype(np.float64)
+        if not _near(new, self._last_seen):
+            self.segment += 1
+        self._box = new
+        self._last_seen = new
         self._ref_area = None
         return self.box
 
@@ -155,4 +167,23 @@ class RunnerTracker:
         elif abs(new_area / self._ref_area - 1) > p.max_area_change:
             self._force = True
         self._box = new_box
+        self._last_seen = new_box
         return True
+
+
+def _near(box: FloatArray, ref: FloatArray | None) -> bool:
+    """True when ``box``'s centre lies within one box size of ``ref``'s centre."""
+    if ref is None:
+        return False
+    size = max(ref[2] - ref[0], ref[3] - ref[1], box[2] - box[0], box[3] - box[1])
+    return bool(np.linalg.norm((box[:2] + box[2:4]) / 2 - (ref[:2] + ref[2:4]) / 2) <= size)
+
+
+def dominant_segment(segments: NDArray[np.int_], boxes: FloatArray) -> int | None:
+    """The segment id (>= 0) with the largest summed box area over its frames; None if there is none.
+    ``segments`` (T,) per-frame ids (-1 = no runner), ``boxes`` (T, 4) with NaN rows where there is none."""
+    ok = (segments >= 0) & np.isfinite(boxes).all(axis=1)
+    if not ok.any():
+        return None
+    weight = np.bincount(segments[ok], weights=area(boxes[ok]))
+    return int(np.argmax(weight))
