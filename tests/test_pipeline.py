@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -104,3 +105,14 @@ def test_two_people_only_the_walker_is_kept(shared: Path, tmp_path: Path) -> Non
     assert (boxes[kept, 3] > 0.7 * doc["video"]["height"]).all()
     assert not kept[:30].any()  # the walker has not entered yet
     assert any("another person" in w for w in doc["warnings"])
+
+
+def test_overlay_video_has_every_frame(shared: Path, tmp_path: Path) -> None:
+    dirs = os.pathsep.join(str(shared / d) for d in ("models", "reference"))
+    video = shared / "data/running-side-outdoor/demo3.mp4"
+    args = ["analyze", str(video), "--out", str(tmp_path), "--models-dir", dirs, "--no-progress", "--overlay"]
+    assert main(args) == 0
+    with av.open(str(tmp_path / "overlay.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (480, 352)
+        assert sum(1 for _ in container.decode(stream)) == 47
