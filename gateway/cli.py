@@ -74,6 +74,9 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     a.add_argument("--runner-box", type=_box, help="x1,y1,x2,y2 around the runner in the first frame")
     a.add_argument("--cutoff-hz", type=_positive(float), help="low-pass cutoff of the 2D cleaning")
     a.add_argument("--threads", type=_positive(int), default=settings.ort_threads, help="onnxruntime threads")
+    a.add_argument(
+        "--workers", type=_positive(int), default=settings.pose_workers, help="2D pose requests in flight"
+    )
     a.add_argument("--allow-truncated", action="store_true", help="analyse what decodes of a damaged file")
     a.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (second decoding pass)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -100,10 +103,11 @@ def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
             tracker=TrackerParams(det_interval=args.det_interval, runner_box=args.runner_box),
             cleaning=cleaning,
             allow_truncated=args.allow_truncated,
+            pose_workers=args.workers,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    backend = EmbeddedBackend(models, threads=args.threads)
+    backend = EmbeddedBackend(models, threads=args.threads, pose_threads=1 if args.workers > 1 else None)
 
     bar: tqdm[Any] | None = None
 

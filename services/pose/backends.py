@@ -59,14 +59,16 @@ def make_lifter_codec(family: str) -> LifterCodec:
 class EmbeddedBackend:
     """All three roles in-process (onnxruntime CPU)."""
 
-    def __init__(self, models: ModelSet, *, threads: int = 2) -> None:
+    def __init__(self, models: ModelSet, *, threads: int = 2, pose_threads: int | None = None) -> None:
+        """``threads``: onnxruntime intra-op threads per model; ``pose_threads`` overrides it for the 2D
+        model (1 when the pipeline keeps several pose requests in flight, so they do not oversubscribe)."""
         self.models = models
         det = models.detector.manifest
         self._det_input = det.input_size
         self._detector = OnnxRunner(models.detector.path, threads=threads)
         p = models.pose2d.manifest
         self.pose_codec = make_codec(p.family, skeleton=p.skeleton, input_wh=p.input_size)
-        self._pose = OnnxRunner(models.pose2d.path, threads=threads)
+        self._pose = OnnxRunner(models.pose2d.path, threads=pose_threads or threads)
         self.lifter_codec = make_lifter_codec(models.lifter.manifest.family)
         self._lifter = OnnxRunner(models.lifter.path, threads=threads)
 

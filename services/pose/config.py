@@ -24,6 +24,11 @@ class PoseSettings(BaseSettings):
     max_long_side_px: int = Field(default=640, gt=0, description="frames are downscaled to this long side")
     det_interval_frames: int = Field(default=15, gt=0, description="run the detector at least every N frames")
     ort_threads: int = Field(default=2, gt=0, description="onnxruntime intra-op threads per model")
+    pose_workers: int = Field(
+        default=2,
+        gt=0,
+        description="2D pose requests in flight; with more than one, each 2D request uses 1 thread",
+    )
 
     def model_search_path(self) -> list[Path]:
         if self.models_dir:

@@ -12,7 +12,10 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -44,6 +47,9 @@ class AnalysisOptions:
     cleaning: CleaningParams = field(default_factory=CleaningParams)
     #: frames decoded ahead in a background thread; 0 decodes inline (no overlap)
     prefetch: int = 8
+    #: 2D pose requests in flight (frame-level parallelism). With k > 1 a frame's crop comes from the pose
+    #: of a frame up to k-1 frames older; detection and re-detection still happen in frame order.
+    pose_workers: int = 2
     #: retry a poor pose at once with a fresh detection on the same frame
     retry_poor_pose: bool = True
     #: analyse the frames a truncated or damaged file still yields instead of refusing it
@@ -51,6 +57,8 @@ class AnalysisOptions:
     sheet_frames: int = 12
 
     def __post_init__(self) -> None:
+        if self.pose_workers < 1:
+            raise ValueError(f"pose_workers must be >= 1, got {self.pose_workers}")
         if self.height_m is not None and not 0.5 <= self.height_m <= 2.8:
             raise ValueError(f"runner height must be between 0.5 and 2.8 m, got {self.height_m}")
 
@@ -96,6 +104,26 @@ class AnalysisResult:
     @property
     def frames_with_pose(self) -> int:
         return int(np.isfinite(self.kps2d[:, :, 0]).any(axis=1).sum())
+
+
+@dataclass
+class _Pending:
+    """A frame whose 2D pose is being computed."""
+
+    frame: Frame
+    box: FloatArray | None
+    detected: bool
+    kps: FloatArray | None = None
+    future: Future[FloatArray] | None = None
+
+
+@contextmanager
+def _shutdown(pool: ThreadPoolExecutor | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
@@ -180,52 +208,71 @@ def analyze_video(
     detected: list[bool] = []
     segments: list[int] = []
     thumbs: list[tuple[int, NDArray[np.uint8]]] = []
+    wanted: set[int] = set()
+    info: VideoInfo | None = None
 
-    with VideoReader(path, max_long_side=opts.max_long_side, slowmo=opts.slowmo) as reader:
+    def detect(index: int, image: NDArray[np.uint8]) -> FloatArray | None:
+        start = time.perf_counter()
+        found = backend.detect(image, score_threshold=opts.tracker.det_score_threshold)
+        times.detect += time.perf_counter() - start
+        return tracker.on_detections(index, found)
+
+    def pose(image: NDArray[np.uint8], box: FloatArray) -> FloatArray:
+        start = time.perf_counter()
+        out = backend.pose2d(image, box[None])[0]
+        times.pose2d += time.perf_counter() - start
+        return out
+
+    def finish(p: _Pending) -> None:
+        """Take one frame's pose in frame order: update the tracker, retry a poor pose, record."""
+        kps = nan_pose if p.box is None else p.future.result() if p.future is not None else p.kps
+        assert kps is not None
+        box, did_detect, index = p.box, p.detected, p.frame.index
+        if box is not None and not tracker.on_pose(index, kps) and opts.retry_poor_pose and not did_detect:
+            retry_box, did_detect = detect(index, p.frame.image), True
+            if retry_box is not None:
+                retry = pose(p.frame.image, retry_box)
+                if pose_quality(retry, min_score=min_score) > pose_quality(kps, min_score=min_score):
+                    kps, box = retry, retry_box
+                tracker.on_pose(index, kps)
+        ts.append(p.frame.t)
+        poses.append(kps)
+        boxes.append(np.full(4, np.nan) if box is None else box)
+        detected.append(did_detect)
+        segments.append(tracker.segment if box is not None else -1)
+        if index in wanted:
+            thumbs.append((index, _thumbnail(p.frame.image)))
+        times.frames += 1
+        if progress is not None and info is not None:
+            progress(times.frames, info)
+
+    inflight: deque[_Pending] = deque()
+    pool = ThreadPoolExecutor(opts.pose_workers, thread_name_prefix="pose") if opts.pose_workers > 1 else None
+    with VideoReader(path, max_long_side=opts.max_long_side, slowmo=opts.slowmo) as reader, _shutdown(pool):
         info = reader.info
-        wanted = _sheet_indices(info.num_frames, opts.sheet_frames)
+        wanted.update(_sheet_indices(info.num_frames, opts.sheet_frames))
         frames = _timed(reader, times)
         if opts.prefetch > 0:
             frames = _prefetch(frames, opts.prefetch)
         for frame in frames:
-            img = frame.image
             did_detect = False
-
-            def detect(index: int, image: NDArray[np.uint8]) -> FloatArray | None:
-                start = time.perf_counter()
-                found = backend.detect(image, score_threshold=opts.tracker.det_score_threshold)
-                times.detect += time.perf_counter() - start
-                return tracker.on_detections(index, found)
-
-            def pose(image: NDArray[np.uint8], box: FloatArray) -> FloatArray:
-                start = time.perf_counter()
-                out = backend.pose2d(image, box[None])[0]
-                times.pose2d += time.perf_counter() - start
-                return out
-
-            box = tracker.box
             if tracker.needs_detection(frame.index):
-                box, did_detect = detect(frame.index, img), True
-            kps = nan_pose
+                while inflight:  # the tracker must have seen every earlier pose before choosing
+                    finish(inflight.popleft())
+                box, did_detect = detect(frame.index, frame.image), True
+            else:
+                box = tracker.box
+            pending = _Pending(frame=frame, box=box, detected=did_detect)
             if box is not None:
-                kps = pose(img, box)
-                if not tracker.on_pose(frame.index, kps) and opts.retry_poor_pose and not did_detect:
-                    retry_box, did_detect = detect(frame.index, img), True
-                    if retry_box is not None:
-                        retry = pose(img, retry_box)
-                        if pose_quality(retry, min_score=min_score) > pose_quality(kps, min_score=min_score):
-                            kps, box = retry, retry_box
-                        tracker.on_pose(frame.index, kps)
-            ts.append(frame.t)
-            poses.append(kps)
-            boxes.append(np.full(4, np.nan) if box is None else box)
-            detected.append(did_detect)
-            segments.append(tracker.segment if box is not None else -1)
-            if frame.index in wanted:
-                thumbs.append((frame.index, _thumbnail(img)))
-            times.frames += 1
-            if progress is not None:
-                progress(times.frames, info)
+                if pool is None:
+                    pending.kps = pose(frame.image, box)
+                else:
+                    pending.future = pool.submit(pose, frame.image, box)
+            inflight.append(pending)
+            while len(inflight) >= opts.pose_workers:
+                finish(inflight.popleft())
+        while inflight:
+            finish(inflight.popleft())
         warnings = list(reader.warnings)
         if reader.damaged and not opts.allow_truncated:
             raise VideoError(
