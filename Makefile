@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 
 $(BIN)/gaitway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev]'
 	touch $@
 
 venv: $(BIN)/gaitway

@@ -132,3 +132,28 @@ def test_pose_requests_in_flight_do_not_change_the_answer(model_dirs: list[Path]
     assert both.sum() >= 0.9 * np.isfinite(seq.kps2d[..., 0]).sum()
     diff = np.linalg.norm(seq.kps2d[..., :2] - par.kps2d[..., :2], axis=-1)[both]
     assert np.median(diff) < 2.0 and np.percentile(diff, 95) < 8.0
+
+
+@pytest.mark.parametrize(("preset", "joints"), [("rtmpose-random", 17), ("rtmpose-halpe26-random", 26)])
+def test_rtmpose_family_runs_end_to_end(preset: str, joints: int, shared: Path, tmp_path: Path) -> None:
+    """Plumbing only: random weights give meaningless keypoints, so only shapes and provenance are checked."""
+    dirs = os.pathsep.join(str(shared / d) for d in ("models", "reference"))
+    video = shared / "data/running-side-outdoor/demo3.mp4"
+    args = ["analyze", str(video), "--out", str(tmp_path), "--models-dir", dirs, "--no-progress"]
+    assert main([*args, "--preset", preset]) == 0
+    doc = json.loads((tmp_path / "poses.json").read_text())
+    assert doc["models"]["pose2d"]["family"] == "rtmpose"
+    assert doc["models"]["pose2d"]["random_weights"] is True
+    assert len(doc["skeletons"]["keypoints2d"]["joints"]) == joints
+    assert all(len(f["keypoints2d_raw"]) == joints and len(f["keypoints3d"]) == 17 for f in doc["frames"])
+
+
+def test_models_command_lists_presets_and_states(shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = os.pathsep.join(str(shared / d) for d in ("models", "reference"))
+    assert main(["models", "--models-dir", dirs]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["movenet-thunder"].rstrip().endswith("ok")
+    assert "missing" in lines["rtmpose-m-body7"]
+    assert "RANDOM WEIGHTS" in lines["rtmpose-m-coco17-random"]
+    assert "thunder" in lines

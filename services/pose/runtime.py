@@ -10,10 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from numpy.typing import NDArray
 
 from services.errors import InferenceError, ModelError
+
+try:
+    import onnxruntime as ort
+except ImportError:  # the runtime is an extra: gaitway[cpu] or gaitway[gpu]
+    ort = None
 
 
 class OnnxRunner:
@@ -24,6 +28,11 @@ class OnnxRunner:
     """
 
     def __init__(self, path: Path, *, threads: int = 2, spin: bool = False) -> None:
+        if ort is None:
+            raise ModelError(
+                "no inference runtime installed: install gaitway[cpu] (onnxruntime) or gaitway[gpu] "
+                "(onnxruntime-gpu), not both"
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
