@@ -106,8 +106,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Pipeline benchmark — {results['video']}",
         "",
-        f"{results['machine']}; {results['date']}. Per-stage times are wall-clock ms per frame",
-        "(decode runs in its own thread when prefetching, so stages overlap and do not add up to the total).",
+        f"{results['machine']}; {results['date']}. Per-stage times are summed call durations per frame",
+        "(ms); decoding has its own thread and 2D requests overlap, so they add up to more than 1000/fps.",
         "",
         "| configuration | fps (median) | runs | target | decode | detect | pose2d | clean | lift "
         "| detector runs | peak RSS MB |",

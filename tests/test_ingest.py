@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import struct
 import tracemalloc
 import weakref
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from av.video.stream import VideoStream
+from conftest import SHARED as SHARED_DIR
 from numpy.typing import NDArray
 
 from services.errors import InputError, NoVideoStreamError, VideoError
@@ -33,7 +33,6 @@ from services.pose.ingest import (
     probe,
 )
 
-SHARED_DIR = Path(os.environ.get("GAITWAY_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 TREADMILL = SHARED_DIR / "data" / "running-treadmill-phone" / "IMG_5396.mp4"
 ROTATED = SHARED_DIR / "data" / "rotation-iphone" / "iphone_rotated.mov"
 
@@ -42,7 +41,7 @@ H264 = "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 def _shared(path: Path) -> Path:
     if not path.is_file():
-        pytest.skip(f"shared test data missing: {path} (set GAITWAY_SHARED_DIR)")
+        pytest.fail(f"shared test data missing: {path} (set GAITWAY_SHARED_DIR)")
     return path
 
 

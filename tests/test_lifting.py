@@ -5,7 +5,6 @@ Shared files are found through GAITWAY_SHARED_DIR (default: <repo parent>/shared
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -44,17 +44,10 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 
 
-def shared_dir() -> Path:
-    env = os.environ.get("GAITWAY_SHARED_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared"
-
-
 def shared_file(*parts: str) -> Path:
-    path = shared_dir().joinpath(*parts)
+    path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared file missing: {path} (set GAITWAY_SHARED_DIR)")
+        pytest.fail(f"shared file missing: {path} (set GAITWAY_SHARED_DIR)")
     return path
 
 
@@ -422,7 +415,7 @@ def test_semgcn_batches_nan_frames_and_neck() -> None:
 
 def load_h36m_samples() -> tuple[list[str], F64, F64, list[tuple[int, int]]]:
     """(image names, GT 2D part [4,17,3] px, GT 3D camera-frame [4,17,3] m, (w, h) per frame)."""
-    root = shared_dir() / "data" / "h36m-samples"
+    root = SHARED / "data" / "h36m-samples"
     with np.load(shared_file("data", "h36m-samples", "test_h36m_body3d.npz")) as npz:
         names = [str(n) for n in npz["imgname"]]
         part = npz["part"].astype(np.float64)
@@ -440,7 +433,8 @@ def load_h36m_samples() -> tuple[list[str], F64, F64, list[tuple[int, int]]]:
 
 @pytest.fixture(scope="module")
 def semgcn_runner() -> Callable[[F32], F32]:
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
     path = shared_file("models", "semgcn-h36m", "semgcn.onnx")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2

@@ -65,7 +65,8 @@ class AnalysisOptions:
 
 @dataclass
 class StageTimes:
-    """Wall-clock seconds spent per stage (decode is measured in its own thread when prefetching)."""
+    """Seconds spent per stage, summed over calls. Stages overlap: decoding runs in its own thread when
+    prefetching and several 2D requests may be in flight, so the stages add up to more than ``total``."""
 
     decode: float = 0.0
     detect: float = 0.0
