@@ -1,6 +1,7 @@
 """``gaitway`` command line: the embedded default (no servers).
 
     gaitway analyze VIDEO --out DIR [--preset thunder|lightning|...] [--height M] [--slowmo F] ...
+    gaitway evaluate h36m|coco|rbds   accuracy against ground truth (see gateway/evaluate.py)
     gaitway models            list models and presets and whether each model file is present
 
 Errors never print a traceback: one line on stderr and the exit code of :data:`services.errors.ERROR_TABLE`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +19,17 @@ from typing import Any
 
 from tqdm import tqdm
 
+from gateway import evaluate
 from services.errors import GaitwayError, InputError, ModelError, status_of
+from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
+from services.kinematics.report import write_report
+from services.kinematics.schema import to_motion
 from services.pose.backends import EmbeddedBackend, ModelSet
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo
 from services.pose.models import ModelStore, get_preset, manifests, presets
 from services.pose.outputs import write_outputs
-from services.pose.pipeline import AnalysisOptions, analyze_video
+from services.pose.pipeline import AnalysisOptions, AnalysisResult, analyze_video
 from services.pose.sequence import CleaningParams
 from services.pose.tracking import TrackerParams
 
@@ -69,6 +75,8 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     a.add_argument(
         "--slowmo", type=_positive(float), help="slow-motion factor (4 = plays 4x slower than life)"
     )
+    a.add_argument("--treadmill-speed", type=_positive(float), help="belt speed in m/s, if on a treadmill")
+    a.add_argument("--kinematics-url", default="", help="kinematics service URL (default: in-process)")
     a.add_argument("--det-interval", type=_positive(int), default=settings.det_interval_frames)
     a.add_argument("--max-long-side", type=_positive(int), default=settings.max_long_side_px)
     a.add_argument("--runner-box", type=_box, help="x1,y1,x2,y2 around the runner in the first frame")
@@ -81,6 +89,7 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     a.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (second decoding pass)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    evaluate.add_parser(sub)
     sub.add_parser("models", help="list models and presets").add_argument(
         "--models-dir", default=settings.models_dir
     )
@@ -125,16 +134,55 @@ def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
         if bar is not None:
             bar.close()
     paths = write_outputs(result, args.out, overlay=args.overlay)
+    notes = list(result.warnings)
+    try:
+        paths |= _kinematics(result, args)
+    except InputError as exc:  # e.g. shorter than one stride: the poses are still worth having
+        notes.append(f"running metrics not computed [{exc.code}]: {exc}")
     ms = result.timings.ms_per_frame()
     sys.stdout.write(
         f"{result.frames_with_pose}/{len(result.t)} frames with a skeleton; "
         f"{1000 / ms['total']:.1f} frames/s end to end; 3D units: {result.units3d}\n"
     )
-    for w in result.warnings:
+    for w in notes:
         sys.stdout.write(f"warning: {w}\n")
     for name, path in paths.items():
         sys.stdout.write(f"  {name:<14} {path}\n")
     return 0
+
+
+def _kinematics(result: AnalysisResult, args: argparse.Namespace) -> dict[str, Path]:
+    """Per-step running metrics of an analysed video, through the same client interface the gateway uses."""
+    client: KinematicsClient = (
+        HttpKinematics(args.kinematics_url) if args.kinematics_url else LocalKinematics()
+    )
+    req = request_from_poses(
+        result.t,
+        result.kps3d,
+        metric=result.units3d == "m",
+        keypoints2d=result.kps2d,
+        skeleton2d=result.skeleton2d.name,
+        image_wh=(result.info.width, result.info.height),
+        swapped=result.swapped,
+        height_m=args.height,
+        treadmill_speed_mps=args.treadmill_speed,
+    )
+    resp = client.analyze(req)
+    motion = to_motion(req)
+    paths = write_report(
+        resp,
+        args.out,
+        joints=motion.joints,
+        up=motion.up,
+        unit="m" if motion.metric else "model units",
+        metadata={"video": os.path.basename(result.info.path), "fps": result.info.fps},
+    )
+    cad = resp.summary.get("cadence_spm")
+    if cad is not None and cad.mean is not None:
+        sys.stdout.write(f"cadence {cad.mean:.0f} steps/min over {cad.n} steps\n")
+    for flag in resp.flags:
+        sys.stdout.write(f"note: {flag}\n")
+    return paths
 
 
 def _models(args: argparse.Namespace, settings: PoseSettings) -> int:
@@ -163,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             return _analyze(args, settings)
+        if args.command == "evaluate":
+            return evaluate.run(args, settings)
         return _models(args, settings)
     except GaitwayError as exc:
         sys.stderr.write(f"gaitway: error [{exc.code}]: {exc}\n")

@@ -4,12 +4,17 @@ Tree::
 
     GaitwayError                    code               HTTP  gRPC                 CLI exit
     ├── InputError                  invalid_input      422   INVALID_ARGUMENT     2
+    │   ├── ShapeError              invalid_shape      422   INVALID_ARGUMENT     2
+    │   ├── NoValidDataError        no_valid_data      422   INVALID_ARGUMENT     2
+    │   ├── FrameRateError          invalid_fps        422   INVALID_ARGUMENT     2
+    │   ├── ClipTooShortError       clip_too_short     422   FAILED_PRECONDITION  2
     │   ├── VideoError              invalid_video      422   INVALID_ARGUMENT     3
     │   │   └── NoVideoStreamError  no_video_stream    422   INVALID_ARGUMENT     3
     │   └── NoPersonError           no_person          422   FAILED_PRECONDITION  4
     ├── ModelError                  model_unavailable  503   FAILED_PRECONDITION  5
     │   └── ModelChecksumError      model_corrupt      503   FAILED_PRECONDITION  5
-    └── InferenceError              inference_failed   502   UNAVAILABLE          6
+    ├── InferenceError              inference_failed   502   UNAVAILABLE          6
+    └── ServiceUnavailableError     service_unavailable 503  UNAVAILABLE          7
 
 Every error carries a machine-readable ``code`` and a one-line human message. Third-party errors (PyAV,
 onnxruntime) are translated where they are raised: in ``services.pose.ingest`` and ``services.pose.runtime``.
@@ -29,6 +34,30 @@ class GaitwayError(Exception):
 
 class InputError(GaitwayError):
     code = "invalid_input"
+
+
+class ShapeError(InputError):
+    """An array has the wrong shape or joint count."""
+
+    code = "invalid_shape"
+
+
+class NoValidDataError(InputError):
+    """Every value is missing (NaN)."""
+
+    code = "no_valid_data"
+
+
+class FrameRateError(InputError):
+    """Frame rate <= 0 or timestamps that do not increase."""
+
+    code = "invalid_fps"
+
+
+class ClipTooShortError(InputError):
+    """The clip holds less than one stride: no step can be measured."""
+
+    code = "clip_too_short"
 
 
 class VideoError(InputError):
@@ -65,6 +94,12 @@ class InferenceError(GaitwayError):
     code = "inference_failed"
 
 
+class ServiceUnavailableError(GaitwayError):
+    """A service this one depends on (kinematics, Triton) cannot be reached."""
+
+    code = "service_unavailable"
+
+
 @dataclass(frozen=True)
 class ErrorStatus:
     http: int
@@ -75,13 +110,21 @@ class ErrorStatus:
 ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     GaitwayError: ErrorStatus(500, "INTERNAL", 1),
     InputError: ErrorStatus(422, "INVALID_ARGUMENT", 2),
+    ShapeError: ErrorStatus(422, "INVALID_ARGUMENT", 2),
+    NoValidDataError: ErrorStatus(422, "INVALID_ARGUMENT", 2),
+    FrameRateError: ErrorStatus(422, "INVALID_ARGUMENT", 2),
+    ClipTooShortError: ErrorStatus(422, "FAILED_PRECONDITION", 2),
     VideoError: ErrorStatus(422, "INVALID_ARGUMENT", 3),
     NoVideoStreamError: ErrorStatus(422, "INVALID_ARGUMENT", 3),
     NoPersonError: ErrorStatus(422, "FAILED_PRECONDITION", 4),
     ModelError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
     ModelChecksumError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
     InferenceError: ErrorStatus(502, "UNAVAILABLE", 6),
+    ServiceUnavailableError: ErrorStatus(503, "UNAVAILABLE", 7),
 }
+
+#: machine-readable code -> error class, for clients turning an error body back into an exception
+ERROR_BY_CODE: dict[str, type[GaitwayError]] = {cls.code: cls for cls in ERROR_TABLE}
 
 
 def status_of(err: GaitwayError) -> ErrorStatus:

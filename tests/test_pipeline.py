@@ -157,3 +157,52 @@ def test_models_command_lists_presets_and_states(shared: Path, capsys: pytest.Ca
     assert "missing" in lines["rtmpose-m-body7"]
     assert "RANDOM WEIGHTS" in lines["rtmpose-m-coco17-random"]
     assert "thunder" in lines
+
+
+def _retimed(src: Path, dst: Path, factor: int) -> Path:
+    """``ffmpeg -i src -vf setpts=factor*PTS`` without re-encoding: every timestamp scaled by ``factor``."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        for packet in inp.demux(vin):
+            if packet.dts is None:
+                continue
+            packet.dts *= factor
+            packet.pts = None if packet.pts is None else packet.pts * factor
+            packet.stream = vout
+            out.mux(packet)
+    return dst
+
+
+def _step_cadences(out: Path) -> np.ndarray:
+    doc = json.loads((out / "metrics.json").read_text())
+    return np.array([s["metrics"]["cadence_spm"] for s in doc["steps"]], dtype=float)
+
+
+def test_running_metrics_of_the_treadmill_clip(treadmill_run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = treadmill_run
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["schema"] == "gaitway.metrics"
+    cadence = doc["summary"]["cadence_spm"]
+    assert cadence["n"] >= 10 and 140 < cadence["mean"] < 200  # treadmill running range
+    assert cadence["ci95_low"] < cadence["mean"] < cadence["ci95_high"]
+    assert not any("slow motion" in f or "--slowmo" in f for f in doc["flags"])
+    with (out / "steps.csv").open() as f:
+        assert len(list(csv.reader(f))) == len(doc["steps"]) + 1
+    for name in ("angles.png", "steps.png", "trajectories.png", "metrics.xlsx"):
+        assert (out / name).stat().st_size > 10_000
+
+
+def test_slowed_down_clip_is_flagged_as_slow_motion(
+    treadmill_run: tuple[Path, dict[str, Any]], shared: Path, tmp_path: Path
+) -> None:
+    """Re-timing the clip 4x divides every step's cadence by 4 and must raise the --slowmo hint."""
+    slow = _retimed(shared / "data/running-treadmill-phone/IMG_5396.mp4", tmp_path / "slow.mp4", 4)
+    dirs = os.pathsep.join(str(shared / d) for d in ("models", "reference"))
+    out = tmp_path / "out"
+    assert main(["analyze", str(slow), "--out", str(out), "--models-dir", dirs, "--no-progress"]) == 0
+    fast = _step_cadences(treadmill_run[0])
+    assert np.median(fast) / np.median(_step_cadences(out)) == pytest.approx(4.0, rel=0.03)
+    doc = json.loads((out / "metrics.json").read_text())
+    assert any("--slowmo" in f for f in doc["flags"])
+    assert doc["summary"]["cadence_spm"]["n"] == 0  # every step implausible: nothing summarised

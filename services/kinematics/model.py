@@ -142,6 +142,21 @@ METRICS = {
 FLAGS = {
     "low_confidence": "keypoint confidence below threshold around the contact",
     "swap_repaired": "a left/right swap was repaired during the step",
-    "out_of_plane": "2D and 3D sagittal angles disagree (the runner is not side-on)",
+    "out_of_plane": "2D and 3D sagittal angles disagree (runner not side-on, or an unreliable 3D lift)",
     "implausible": "a metric outside physiological range",
 }
+
+_ANGLES = frozenset({"knee_flexion_ic_deg", "knee_flexion_peak_stance_deg"})
+#: metrics each flag makes untrustworthy (left out of the summaries for that step); timing survives a
+#: foreshortened view, positions do not survive low confidence
+FLAG_EXCLUDES: dict[str, frozenset[str]] = {
+    "low_confidence": frozenset(METRICS),
+    "implausible": frozenset(METRICS),
+    "swap_repaired": _ANGLES | {"vertical_oscillation_cm", "overstride_cm"},
+    "out_of_plane": _ANGLES | {"overstride_cm"},
+}
+
+
+def usable(step: Step, metric: str) -> bool:
+    """Whether ``step``'s value of ``metric`` enters the summaries (no flag of the step excludes it)."""
+    return not any(metric in FLAG_EXCLUDES.get(flag, frozenset(METRICS)) for flag in step.flags)
