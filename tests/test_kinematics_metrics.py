@@ -374,3 +374,18 @@ def test_events_are_gait_events() -> None:
     events = detect_events(running_motion(60.0))
     assert all(isinstance(e, GaitEvent) and e.kind in ("strike", "toe_off") for e in events)
     assert [e.t for e in events] == sorted(e.t for e in events)
+
+
+def test_root_relative_video_takes_vertical_oscillation_from_2d() -> None:
+    """Video lifters output root-relative 3D (pelvis fixed at 0): the pelvis height then comes from the
+    2D hip midpoint, scaled by the legs' 3D/2D length ratio. The side view draws the runner at 400 px/m,
+    so the designed 2*OSC excursion must come back in cm; without 2D it is not measurable (NaN)."""
+    m = running_motion(60.0)
+    rooted = {k: v - m.joints["pelvis"] for k, v in m.joints.items()}
+    kps = Keypoints2D(xy=side_view(m), skeleton="coco17", image_wh=(1280, 720))
+    video = replace(m, joints=rooted, keypoints2d=kps, source="video")
+    r = analyze_motion(video)
+    assert abs(r.summary["vertical_oscillation_cm"].mean - 200 * OSC) < 0.5
+    blind = analyze_motion(replace(video, keypoints2d=None))
+    assert blind.summary["vertical_oscillation_cm"].n == 0
+    assert all(math.isnan(st.metrics["vertical_oscillation_cm"]) for st in blind.steps)

@@ -187,6 +187,9 @@ def test_running_metrics_of_the_treadmill_clip(treadmill_run: tuple[Path, dict[s
     assert cadence["n"] >= 10 and 140 < cadence["mean"] < 200  # treadmill running range
     assert cadence["ci95_low"] < cadence["mean"] < cadence["ci95_high"]
     assert not any("slow motion" in f or "--slowmo" in f for f in doc["flags"])
+    # root-relative 3D: the vertical oscillation comes from the 2D pelvis track (running: ~5-10 cm)
+    vo = doc["summary"]["vertical_oscillation_cm"]
+    assert vo["n"] >= 5 and 4.0 < vo["mean"] < 12.0
     with (out / "steps.csv").open() as f:
         assert len(list(csv.reader(f))) == len(doc["steps"]) + 1
     for name in ("angles.png", "steps.png", "trajectories.png", "metrics.xlsx"):

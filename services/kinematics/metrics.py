@@ -28,7 +28,9 @@ Metrics per step (names and units in :data:`services.kinematics.model.METRICS`)
     the largest knee flexion of the striking leg from strike to toe-off.
 ``vertical_oscillation_cm``
     the pelvis' vertical excursion (max - min of its height along ``up``) from the strike to the other
-    foot's next strike.
+    foot's next strike. Root-relative 3D (what video lifters output: the pelvis never moves) carries no
+    height, so for it the pelvis height comes from the 2D hip midpoint in the image (static camera
+    assumed), converted to the 3D units by the ratio of the legs' median 3D to 2D length; NaN without 2D.
 ``overstride_cm``
     horizontal distance along the runner's forward axis from the pelvis to the striking foot (heel, else
     ankle) at the strike; positive = the foot lands ahead of the pelvis.
@@ -123,6 +125,8 @@ _SIDE_VIEW_COS = math.cos(math.radians(45.0))
 #: 2D hip width / 2D trunk length below this = side view
 _SIDE_VIEW_HIP_RATIO = 0.4
 _LENGTH_METRICS = ("vertical_oscillation_cm", "overstride_cm")
+#: series of the pelvis height the vertical oscillation is read from (relative to its median)
+PELVIS_SERIES = "pelvis_height_cm"
 
 
 def summarize(values: Sequence[float] | NDArray[np.float64]) -> MetricSummary:
@@ -160,6 +164,29 @@ def _excursion(x: FloatArray) -> float:
 def _at(series: FloatArray, t: FloatArray, time: float) -> float:
     """Linear interpolation of a series at ``time`` (NaN if a neighbour is NaN)."""
     return float(np.interp(time, t, series))
+
+
+def _pelvis_height(motion: Motion, root: FloatArray, up: FloatArray) -> FloatArray:
+    """Pelvis height along ``up`` per frame, from 2D when the 3D is root-relative (see the module doc)."""
+    height = root @ up
+    spread = np.nanmax(height) - np.nanmin(height) if np.isfinite(height).any() else 0.0
+    if spread > 1e-6 * _leg_length(motion):
+        return height
+    kps = motion.keypoints2d
+    if kps is None:
+        return np.full_like(height, np.nan)
+    xy = np.asarray(kps.xy, dtype=np.float64)[..., :2]
+    # COCO-17 and Halpe-26 share the first 17 indices: hips 11/12, knees 13/14, ankles 15/16
+    legs_2d = [
+        np.linalg.norm(xy[:, h] - xy[:, k], axis=-1) + np.linalg.norm(xy[:, k] - xy[:, a], axis=-1)
+        for h, k, a in ((11, 13, 15), (12, 14, 16))
+    ]
+    px = np.concatenate(legs_2d)
+    px = px[np.isfinite(px)]
+    if px.size == 0:
+        return np.full_like(height, np.nan)
+    units_per_px = _leg_length(motion) / float(np.median(px))
+    return -(xy[:, 11, 1] + xy[:, 12, 1]) / 2.0 * units_per_px  # image y points down
 
 
 def _leg_length(motion: Motion) -> float:
@@ -284,8 +311,9 @@ def analyze_motion(
 
     root = root_position(motion)
     assert root is not None  # both hips are present
-    height = _smooth(root @ up, t, cutoff_hz)
+    height = _smooth(_pelvis_height(motion, root, up), t, cutoff_hz)
     scale = 100.0 if motion.metric else 1.0 / _leg_length(motion)
+    series[PELVIS_SERIES] = (height - np.nanmedian(height)) * scale if np.isfinite(height).any() else height
 
     oop: NDArray[np.bool_] | None = None
     comparable: NDArray[np.bool_] | None = None
@@ -391,6 +419,7 @@ def analyze_motion(
         for name in _LENGTH_METRICS:
             units[name] = "leg lengths"
     units.update(dict.fromkeys(series, "deg"))
+    units[PELVIS_SERIES] = "cm" if motion.metric else "leg lengths"
     return KinematicsResult(
         t=t.copy(),
         events=list(events),

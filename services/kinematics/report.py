@@ -1,9 +1,10 @@
 """Files a coach reads: ``metrics.json``, ``steps.csv``, ``metrics.xlsx`` and three PNG plots.
 
 * ``angles.png``: knee and hip flexion over time per side, stance phases shaded, foot strikes marked;
-* ``steps.png``: key metrics per step (bars, left/right coloured, flagged steps hatched) with each side's
-  mean and 95 % confidence band;
-* ``trajectories.png``: ankle and pelvis paths in the runner's sagittal plane, and pelvis height over time.
+* ``steps.png``: key metrics per step (bars, left/right coloured, steps a flag excludes pale) with each
+  side's mean and 95 % confidence band;
+* ``trajectories.png``: ankle paths relative to the pelvis in the runner's sagittal plane, and the pelvis
+  height the vertical oscillation is measured from, over time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from numpy.typing import NDArray
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from services.kinematics.model import METRICS
+from services.kinematics.model import FLAG_EXCLUDES, METRICS
 from services.kinematics.schema import KinematicsResponse
 
 COLOURS = {"left": "#ff8c00", "right": "#00a0ff"}
@@ -136,15 +137,21 @@ def plot_steps(resp: KinematicsResponse) -> Figure:
         for i, (s, v) in enumerate(zip(resp.steps, values, strict=True)):
             if v is None:
                 continue
+            excluded = any(name in FLAG_EXCLUDES.get(f, METRICS) for f in s.flags)
             ax.bar(
                 i,
                 v,
                 color=COLOURS[s.side],
-                alpha=0.85,
-                hatch="//" if s.flags else None,
+                alpha=0.35 if excluded else 0.9,
+                hatch="//" if excluded else None,
                 edgecolor="k",
                 lw=0.3,
             )
+        summ_all = resp.summary.get(name)
+        if summ_all is not None and summ_all.n == 0 and values:
+            note = "not summarised: every step\nis flagged for this metric"
+            box = {"facecolor": "white", "alpha": 0.85}
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=9, bbox=box)
         for side in ("left", "right"):
             summ = resp.summary_by_side.get(side, {}).get(name)
             if summ and summ.mean is not None and summ.ci95_low is not None and summ.ci95_high is not None:
@@ -156,7 +163,8 @@ def plot_steps(resp: KinematicsResponse) -> Figure:
         ax.set_xticks(x[:: max(1, len(x) // 10)] if len(x) else [])
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(
-        "Per step: bars (orange left, blue right; hatched = flagged), line = side mean, band = 95 % CI"
+        "Per step: orange left, blue right; pale and hatched = left out of the summary by a quality flag; "
+        "line = side mean, band = 95 % CI"
     )
     fig.tight_layout()
     return fig
@@ -170,9 +178,12 @@ def sagittal_plane(joints: dict[str, FloatArray], up: FloatArray) -> tuple[Float
     return forward / np.linalg.norm(forward), up
 
 
-def plot_trajectories(t: FloatArray, joints: dict[str, FloatArray], up: FloatArray, *, unit: str) -> Figure:
+def plot_trajectories(
+    resp: KinematicsResponse, joints: dict[str, FloatArray], up: FloatArray, *, unit: str
+) -> Figure:
     forward, up = sagittal_plane(joints, up)
     pelvis = joints["pelvis"]
+    t = np.asarray(resp.t)
     fig = Figure(figsize=(12, 5))
     ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
     for side in ("left", "right"):
@@ -185,15 +196,21 @@ def plot_trajectories(t: FloatArray, joints: dict[str, FloatArray], up: FloatArr
     ax.set_title("Ankle paths relative to the pelvis (sagittal plane)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    height = pelvis @ up
-    ref = joints["left_ankle"] @ up, joints["right_ankle"] @ up
-    lowest = np.fmin(ref[0], ref[1])
-    bx.plot(t, height - lowest, color="k", lw=1.2, label="pelvis above the lower ankle")
+    height = resp.series.get("pelvis_height_cm")
+    if height is not None:
+        bx.plot(t, _arr(height), color="k", lw=1.2, label="pelvis height (median = 0)")
+        for s in resp.steps:
+            bx.axvline(s.strike.t, color=COLOURS[s.side], lw=0.8, ls="--")
+        vo = resp.summary.get("vertical_oscillation_cm")
+        if vo is not None and vo.mean is not None:
+            unit_vo = resp.units.get("vertical_oscillation_cm", "cm")
+            bx.set_title(f"Pelvis height over time: vertical oscillation {vo.mean:.1f} {unit_vo} per step")
+        else:
+            bx.set_title("Pelvis height over time")
+        bx.set_ylabel(resp.units.get("pelvis_height_cm", "cm"))
     bx.set_xlabel("time (s)")
-    bx.set_ylabel(unit)
-    bx.set_title("Pelvis height over time (vertical oscillation)")
     bx.grid(alpha=0.3)
-    bx.legend(fontsize=8)
+    bx.legend(fontsize=8, title="dashed: foot strikes", title_fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -229,6 +246,6 @@ def write_report(
         fig.savefig(paths[name], dpi=110)
     if joints is not None and up is not None:
         paths["trajectories_plot"] = out_dir / "trajectories.png"
-        fig = plot_trajectories(np.asarray(resp.t), joints, up, unit=unit)
+        fig = plot_trajectories(resp, joints, up, unit=unit)
         fig.savefig(paths["trajectories_plot"], dpi=110)
     return paths
