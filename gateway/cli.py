@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from gateway import evaluate
 from services.errors import GaitwayError, InputError, ModelError, status_of
-from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
+from services.kinematics.client import HttpKinematics, LocalKinematics, request_from_poses
+from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
-from services.kinematics.schema import to_motion
 from services.pose.backends import EmbeddedBackend, ModelSet
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo
@@ -153,9 +153,6 @@ def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
 
 def _kinematics(result: AnalysisResult, args: argparse.Namespace) -> dict[str, Path]:
     """Per-step running metrics of an analysed video, through the same client interface the gateway uses."""
-    client: KinematicsClient = (
-        HttpKinematics(args.kinematics_url) if args.kinematics_url else LocalKinematics()
-    )
     req = request_from_poses(
         result.t,
         result.kps3d,
@@ -167,8 +164,12 @@ def _kinematics(result: AnalysisResult, args: argparse.Namespace) -> dict[str, P
         height_m=args.height,
         treadmill_speed_mps=args.treadmill_speed,
     )
-    resp = client.analyze(req)
-    motion = to_motion(req)
+    if args.kinematics_url:
+        with HttpKinematics(args.kinematics_url) as http:
+            resp = http.analyze(req)
+    else:
+        resp = LocalKinematics().analyze(req)
+    motion = motion_from_h36m(result.t, result.kps3d, metric=result.units3d == "m")
     paths = write_report(
         resp,
         args.out,
