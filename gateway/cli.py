@@ -20,6 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from gateway import evaluate
+from gateway.argtypes import box, positive_float, positive_int
 from services.errors import GaitwayError, InputError, ModelError, status_of
 from services.kinematics.client import HttpKinematics, LocalKinematics, request_from_poses
 from services.kinematics.model import motion_from_h36m
@@ -36,29 +37,6 @@ from services.pose.tracking import TrackerParams
 log = logging.getLogger("gaitway")
 
 
-def _box(text: str) -> tuple[float, float, float, float]:
-    try:
-        x1, y1, x2, y2 = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected x1,y1,x2,y2 in pixels") from None
-    if x2 <= x1 or y2 <= y1:
-        raise argparse.ArgumentTypeError("expected x2 > x1 and y2 > y1")
-    return x1, y1, x2, y2
-
-
-def _positive(kind: type[int] | type[float]) -> argparse._ActionType:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    return parse
-
-
 def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gaitway", description="Markerless running-gait analysis")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -71,19 +49,17 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     a.add_argument("--pose2d", default="", help="override the preset's 2D pose model")
     a.add_argument("--lifter", default="", help="override the preset's lifter model")
     a.add_argument("--models-dir", default=settings.models_dir, help="model search path (os.pathsep list)")
-    a.add_argument("--height", type=_positive(float), help="runner height in metres (3D output in metres)")
-    a.add_argument(
-        "--slowmo", type=_positive(float), help="slow-motion factor (4 = plays 4x slower than life)"
-    )
-    a.add_argument("--treadmill-speed", type=_positive(float), help="belt speed in m/s, if on a treadmill")
+    a.add_argument("--height", type=positive_float, help="runner height in metres (3D output in metres)")
+    a.add_argument("--slowmo", type=positive_float, help="slow-motion factor (4 = plays 4x slower than life)")
+    a.add_argument("--treadmill-speed", type=positive_float, help="belt speed in m/s, if on a treadmill")
     a.add_argument("--kinematics-url", default="", help="kinematics service URL (default: in-process)")
-    a.add_argument("--det-interval", type=_positive(int), default=settings.det_interval_frames)
-    a.add_argument("--max-long-side", type=_positive(int), default=settings.max_long_side_px)
-    a.add_argument("--runner-box", type=_box, help="x1,y1,x2,y2 around the runner in the first frame")
-    a.add_argument("--cutoff-hz", type=_positive(float), help="low-pass cutoff of the 2D cleaning")
-    a.add_argument("--threads", type=_positive(int), default=settings.ort_threads, help="onnxruntime threads")
+    a.add_argument("--det-interval", type=positive_int, default=settings.det_interval_frames)
+    a.add_argument("--max-long-side", type=positive_int, default=settings.max_long_side_px)
+    a.add_argument("--runner-box", type=box, help="x1,y1,x2,y2 around the runner in the first frame")
+    a.add_argument("--cutoff-hz", type=positive_float, help="low-pass cutoff of the 2D cleaning")
+    a.add_argument("--threads", type=positive_int, default=settings.ort_threads, help="onnxruntime threads")
     a.add_argument(
-        "--workers", type=_positive(int), default=settings.pose_workers, help="2D pose requests in flight"
+        "--workers", type=positive_int, default=settings.pose_workers, help="2D pose requests in flight"
     )
     a.add_argument("--allow-truncated", action="store_true", help="analyse what decodes of a damaged file")
     a.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (second decoding pass)")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.argtypes import image_size, positive_float, positive_int
 from services.errors import GaitwayError, InputError, NoValidDataError
 from services.kinematics.angles import joint_angles
 from services.kinematics.evaluate import (
@@ -67,36 +68,6 @@ MATCH_IOU = 0.3
 # ----------------------------------------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT in pixels, e.g. 1920x1080") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError("width and height must be > 0")
-    return w, h
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``evaluate`` and its sub-commands (``h36m``, ``coco``, ``rbds``) to the ``gaitway`` parser.
     Defaults that come from the settings (preset, models dir, shared data folder) are resolved in
@@ -106,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     common.add_argument("--pose2d", default="", help="override the preset's 2D pose model")
     common.add_argument("--lifter", default="", help="override the preset's lifter model")
     common.add_argument("--models-dir", default=None, help="model search path (os.pathsep list)")
-    common.add_argument("--threads", type=_positive_int, default=None, help="onnxruntime threads per model")
+    common.add_argument("--threads", type=positive_int, default=None, help="onnxruntime threads per model")
     common.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers here")
 
     ev = subparsers.add_parser("evaluate", help="accuracy on reference data (H36M, COCO, RBDS mocap)")
@@ -123,14 +94,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     r.add_argument("--run", type=Path, required=True, help="running trial (.c3d, RBDS .txt or QTM .tsv)")
     r.add_argument("--static", type=Path, required=True, help="the subject's static trial")
-    r.add_argument("--distance-m", type=_positive_float, default=5.0, help="camera distance (default 5 m)")
-    r.add_argument("--focal-px", type=_positive_float, default=1500.0, help="focal length (default 1500 px)")
-    r.add_argument("--image-size", type=_size, default=(1920, 1080), help="WIDTHxHEIGHT (default 1920x1080)")
+    r.add_argument("--distance-m", type=positive_float, default=5.0, help="camera distance (default 5 m)")
+    r.add_argument("--focal-px", type=positive_float, default=1500.0, help="focal length (default 1500 px)")
+    r.add_argument(
+        "--image-size", type=image_size, default=(1920, 1080), help="WIDTHxHEIGHT (default 1920x1080)"
+    )
     r.add_argument("--side", choices=("left", "right"), default="left", help="runner's side the camera sees")
-    r.add_argument("--max-lag-s", type=_positive_float, default=0.2, help="largest time lag searched")
-    r.add_argument("--lowpass-hz", type=_positive_float, default=None, help="low-pass the mocap joints")
-    r.add_argument("--treadmill-speed", type=_positive_float, default=None, help="belt speed in m/s")
-    r.add_argument("--height", type=_positive_float, default=None, help="runner height in metres")
+    r.add_argument("--max-lag-s", type=positive_float, default=0.2, help="largest time lag searched")
+    r.add_argument("--lowpass-hz", type=positive_float, default=None, help="low-pass the mocap joints")
+    r.add_argument("--treadmill-speed", type=positive_float, default=None, help="belt speed in m/s")
+    r.add_argument("--height", type=positive_float, default=None, help="runner height in metres")
 
 
 def run(args: argparse.Namespace, settings: PoseSettings) -> int:
