@@ -1,0 +1,154 @@
+"""Contract test of the production (GPU) model repository: every config.pbtxt agrees with the tensor
+contract of its family (export.prepare.CONTRACTS) and with the ONNX graph that is served (STYLE item 8).
+
+The served graph is the source ONNX after export.prepare's dimension rewrite (batch policy, pinned input
+size); onnxslim and FP16 never change graph inputs/outputs (tests/test_export.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from conftest import REPO
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from export.prepare import (
+    CONTRACTS,
+    Dim,
+    apply_contract_dims,
+    graph_signature,
+    manifest_dims,
+    validate_signature,
+)
+from services.errors import ModelError
+from services.pose.models import ModelStore, get_manifest
+
+REPOSITORY = REPO / "model_repository"
+EXPECTED = {"detector", "pose2d", "pose2d_movenet", "lifter", "lifter_motionbert"}
+DTYPES = {"float32": pb.TYPE_FP32, "int32": pb.TYPE_INT32, "int64": pb.TYPE_INT64}
+#: models whose source ONNX may legitimately be absent (produced by the MotionBERT port)
+OPTIONAL_ONNX = {"lifter_motionbert"}
+
+
+def load_config(name: str) -> pb.ModelConfig:
+    return text_format.Parse((REPOSITORY / name / "config.pbtxt").read_text(), pb.ModelConfig())
+
+
+def param(config: pb.ModelConfig, key: str) -> str:
+    return config.parameters[key].string_value if key in config.parameters else ""
+
+
+def config_io(config: pb.ModelConfig) -> dict[str, tuple[int, list[int]]]:
+    return {t.name: (t.data_type, list(t.dims)) for t in (*config.input, *config.output)}
+
+
+def expected_io(
+    io: dict[str, tuple[str, tuple[Dim, ...]]], max_batch_size: int
+) -> dict[str, tuple[int, list[int]]]:
+    """ONNX signature -> Triton dims: symbolic = -1, batch dim dropped when Triton batches."""
+    out = {}
+    for name, (dtype, dims) in io.items():
+        if max_batch_size > 0:
+            assert dims[0] == "batch", f"{name}: Triton batching needs a dynamic first dim, got {dims}"
+            dims = dims[1:]
+        out[name] = (DTYPES[dtype], [d if isinstance(d, int) else -1 for d in dims])
+    return out
+
+
+def served_signature(config: pb.ModelConfig, store: ModelStore) -> dict[str, tuple[int, list[int]]] | None:
+    """The I/O of the prepared graph of the config's model (or its signature stand-in); None if absent."""
+    family = param(config, "family")
+    candidates = [n for n in (param(config, "model"), param(config, "signature_stand_in")) if n]
+    for name in candidates:
+        try:
+            manifest = get_manifest(name)
+            path = store.resolve(name).path
+        except ModelError:
+            continue
+        assert manifest.family == family
+        contract = CONTRACTS[family]
+        model = onnx.load(str(path), load_external_data=False)
+        bound = validate_signature(model, contract, pinned=manifest_dims(contract, manifest.input_size))
+        apply_contract_dims(model, contract, bound)
+        sig = graph_signature(model)
+        return expected_io({**sig.inputs, **sig.outputs}, config.max_batch_size)
+    if config.name in OPTIONAL_ONNX:
+        return None
+    pytest.fail(f"{config.name}: no ONNX found for {candidates} on the model search path")
+
+
+def test_repository_holds_one_config_per_role_model() -> None:
+    found = {p.parent.name for p in REPOSITORY.glob("*/config.pbtxt")}
+    assert found >= EXPECTED
+    for name in EXPECTED:
+        assert load_config(name).name == name  # Triton requires the folder name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_config_matches_family_contract(name: str) -> None:
+    config = load_config(name)
+    contract = CONTRACTS[param(config, "family")]
+    assert param(config, "role") in {"detector", "pose2d", "lifter"}
+    io = config_io(config)
+    specs = {s.name: s for s in (*contract.inputs, *contract.outputs)}
+    assert set(io) == set(specs)
+    assert [t.name for t in config.input] == [s.name for s in contract.inputs]
+    if contract.batch == "one":
+        assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    for tensor, spec in specs.items():
+        dtype, dims = io[tensor]
+        assert dtype == DTYPES[spec.dtype], tensor
+        want = spec.dims[1:] if config.max_batch_size > 0 else spec.dims
+        assert len(dims) == len(want), tensor
+        for got, w in zip(dims, want, strict=True):
+            if isinstance(w, int):
+                assert got == w, (tensor, dims, want)
+            elif w == "batch":
+                assert got == (1 if contract.batch == "one" else -1), (tensor, dims)
+    for warmup in config.model_warmup:
+        for key, value in warmup.inputs.items():
+            assert key in specs and value.data_type == io[key][0]
+            assert len(value.dims) == len(io[key][1]) and all(d > 0 for d in value.dims)
+            assert all(c in (-1, d) for c, d in zip(io[key][1], value.dims, strict=True))
+
+
+@pytest.fixture(scope="module")
+def motionbert_dir(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The official weights are not obtainable here: the tiny reference checkpoint in the official format,
+    exported by the same code, has the production graph's tensor names, dtypes and dynamic axes."""
+    from export.motionbert.convert import export_onnx, load_checkpoint
+
+    root = tmp_path_factory.mktemp("models")
+    model = load_checkpoint(shared / "reference/motionbert/tiny_checkpoint.bin", "tiny")
+    export_onnx(model, root / get_manifest("motionbert-lite").file)
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_config_matches_served_onnx(name: str, model_dirs: list[Path], motionbert_dir: Path) -> None:
+    config = load_config(name)
+    expected = served_signature(config, ModelStore([REPO / "models", *model_dirs, motionbert_dir]))
+    assert expected is not None
+    assert config_io(config) == expected
+
+
+def test_preprocessing_parameters_match_manifests() -> None:
+    for name in EXPECTED - OPTIONAL_ONNX:
+        config = load_config(name)
+        manifest = get_manifest(param(config, "model"))
+        assert manifest.family == param(config, "family")
+        size = param(config, "input_size_wh")
+        if size:
+            assert tuple(int(v) for v in size.split(",")) == manifest.input_size, name
+        if param(config, "skeleton"):
+            assert param(config, "skeleton") == manifest.skeleton, name
+    pose2d = load_config("pose2d")
+    assert param(pose2d, "mean") == "123.675,116.28,103.53" and param(pose2d, "simcc_split_ratio") == "2.0"
+    assert list(pose2d.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert (
+        pose2d.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
+        and pose2d.instance_group[0].count == 2
+    )
