@@ -25,7 +25,7 @@ from services.errors import GaitwayError, InputError, ModelError, status_of
 from services.kinematics.client import HttpKinematics, LocalKinematics, request_from_poses
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
-from services.pose.backends import EmbeddedBackend, ModelSet
+from services.pose.backends import EmbeddedBackend, ModelSet, PoseBackend
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo
 from services.pose.models import ModelStore, get_preset, manifests, presets
@@ -33,6 +33,7 @@ from services.pose.outputs import write_outputs
 from services.pose.pipeline import AnalysisOptions, AnalysisResult, analyze_video
 from services.pose.sequence import CleaningParams
 from services.pose.tracking import TrackerParams
+from services.pose.triton import TritonBackend
 
 log = logging.getLogger("gaitway")
 
@@ -52,6 +53,9 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     a.add_argument("--height", type=positive_float, help="runner height in metres (3D output in metres)")
     a.add_argument("--slowmo", type=positive_float, help="slow-motion factor (4 = plays 4x slower than life)")
     a.add_argument("--treadmill-speed", type=positive_float, help="belt speed in m/s, if on a treadmill")
+    a.add_argument(
+        "--triton", metavar="URL", default=settings.triton_url, help="run the models on Triton (gRPC)"
+    )
     a.add_argument("--kinematics-url", default="", help="kinematics service URL (default: in-process)")
     a.add_argument("--det-interval", type=positive_int, default=settings.det_interval_frames)
     a.add_argument("--max-long-side", type=positive_int, default=settings.max_long_side_px)
@@ -92,7 +96,11 @@ def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    backend = EmbeddedBackend(models, threads=args.threads, pose_threads=1 if args.workers > 1 else None)
+    backend: PoseBackend
+    if args.triton:
+        backend = TritonBackend.from_url(args.triton, models)
+    else:
+        backend = EmbeddedBackend(models, threads=args.threads, pose_threads=1 if args.workers > 1 else None)
 
     bar: tqdm[Any] | None = None
 
@@ -109,6 +117,8 @@ def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
     finally:
         if bar is not None:
             bar.close()
+        if isinstance(backend, TritonBackend):
+            backend.close()
     paths = write_outputs(result, args.out, overlay=args.overlay)
     notes = list(result.warnings)
     try:

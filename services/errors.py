@@ -17,7 +17,8 @@ Tree::
     └── ServiceUnavailableError     service_unavailable 503  UNAVAILABLE          7
 
 Every error carries a machine-readable ``code`` and a one-line human message. Third-party errors (PyAV,
-onnxruntime) are translated where they are raised: in ``services.pose.ingest`` and ``services.pose.runtime``.
+onnxruntime, tritonclient) are translated where they are raised: in ``services.pose.ingest``,
+``services.pose.runtime`` and ``services.pose.triton`` (``translate_error``).
 The edges (CLI, HTTP, gRPC) look the status up in :data:`ERROR_TABLE` and never inspect messages.
 """
 

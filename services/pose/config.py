@@ -24,6 +24,7 @@ class PoseSettings(BaseSettings):
     max_long_side_px: int = Field(default=640, gt=0, description="frames are downscaled to this long side")
     det_interval_frames: int = Field(default=15, gt=0, description="run the detector at least every N frames")
     ort_threads: int = Field(default=2, gt=0, description="onnxruntime intra-op threads per model")
+    triton_url: str = Field(default="", description="Triton gRPC host:port; empty = embedded onnxruntime")
     pose_workers: int = Field(
         default=2,
         gt=0,
