@@ -7,11 +7,11 @@ OUT    ?= out/demo
 PRESET ?= thunder
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test check bench clean
+.PHONY: venv demo test check bench triton clean
 
 $(BIN)/gaitway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev,export,triton]'
 	touch $@
 
 venv: $(BIN)/gaitway
@@ -28,6 +28,10 @@ test: check
 
 bench: venv
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_pipeline.py --video $(VIDEO) --out loadtests/results/pipeline.json
+
+triton: venv
+	$(BIN)/python -m export.repository --out out/triton-repo --preset $(PRESET) --models-dir $(SHARED)/models:$(SHARED)/reference
+	$(BIN)/python -m services.pose.triton serve --repository out/triton-repo
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache
