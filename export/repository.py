@@ -236,6 +236,18 @@ def spec_for(model: ResolvedModel, *, threads: int = 1) -> ModelSpec:
             max_queue_delay_us=1000,
             threads=threads,
         )
+    if m.family == "motionbert":
+        # clips of up to 243 frames; the batcher only groups clips of the same length
+        return ModelSpec(
+            name,
+            m.family,
+            inputs=(Tensor("pose2d", "FP32", (-1, 17, 3)),),
+            outputs=(Tensor("pose3d", "FP32", (-1, 17, 3)),),
+            max_batch_size=8,
+            preferred_batch_sizes=(2, 4, 8),
+            max_queue_delay_us=1000,
+            threads=threads,
+        )
     raise ModelError(f"no CPU Triton model for family {m.family!r} (model {m.name})")
 
 

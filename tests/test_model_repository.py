@@ -152,3 +152,41 @@ def test_preprocessing_parameters_match_manifests() -> None:
         pose2d.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
         and pose2d.instance_group[0].count == 2
     )
+
+
+def test_generated_cpu_repository_keeps_the_contracts(
+    model_dirs: list[Path], motionbert_dir: Path, tmp_path: Path
+) -> None:
+    """The CPU repository (python backend) serves every role under the GPU repository's name with the
+    same tensor names and dtypes; each dim equals the ONNX graph's or the graph leaves it dynamic."""
+    from export.repository import generate
+
+    store = ModelStore([*model_dirs, motionbert_dir])
+    names = [
+        "rtmdet-nano-person",
+        "movenet-thunder",
+        "rtmpose-m-coco17-random",
+        "semgcn-h36m",
+        "motionbert-lite",
+    ]
+    generate(tmp_path, [store.resolve(n) for n in names])
+    served = {p.parent.name for p in tmp_path.glob("*/config.pbtxt")}
+    assert served == EXPECTED
+    for name in sorted(EXPECTED):
+        cpu = text_format.Parse((tmp_path / name / "config.pbtxt").read_text(), pb.ModelConfig())
+        gpu = load_config(name)
+        assert {t.name for t in (*cpu.input, *cpu.output)} == {t.name for t in (*gpu.input, *gpu.output)}
+        graph = graph_signature(
+            onnx.load(str(tmp_path / name / "1" / "model.onnx"), load_external_data=False)
+        )
+        onnx_io = {**graph.inputs, **graph.outputs}
+        for tensor, (dtype, dims) in config_io(cpu).items():
+            onnx_dtype, onnx_dims = onnx_io[tensor]
+            if cpu.max_batch_size > 0:  # Triton adds the batch dim: the graph's first dim must be dynamic
+                assert not isinstance(onnx_dims[0], int), f"{name}.{tensor}: fixed batch {onnx_dims}"
+                onnx_dims = onnx_dims[1:]
+            want_dims = [d if isinstance(d, int) else -1 for d in onnx_dims]
+            assert dtype == DTYPES[onnx_dtype], f"{name}.{tensor}: dtype"
+            assert len(dims) == len(want_dims) and all(
+                w in (-1, d) for d, w in zip(dims, want_dims, strict=True)
+            ), f"{name}.{tensor}: {dims} vs ONNX {want_dims}"
