@@ -52,7 +52,7 @@ def run_config(video: str, cfg: dict[str, Any]) -> dict[str, Any]:
     from services.pose.config import PoseSettings
     from services.pose.ingest import VideoReader
     from services.pose.models import ModelStore, get_preset
-    from services.pose.pipeline import AnalysisOptions, analyze_video
+    from services.pose.pipeline import AnalysisOptions
     from services.pose.tracking import TrackerParams
 
     settings = PoseSettings()
@@ -76,6 +76,13 @@ def run_config(video: str, cfg: dict[str, Any]) -> dict[str, Any]:
         retry_poor_pose=cfg.get("retry", True),
         pose_workers=workers,
     )
+    return timed_analysis(video, backend, options)
+
+
+def timed_analysis(video: str, backend: Any, options: Any) -> dict[str, Any]:
+    """Analyse ``video`` once: fps, per-stage times and RSS sampled at 25/50/100 % of the frames."""
+    from services.pose.pipeline import analyze_video
+
     samples: dict[str, float] = {}
 
     def progress(done: int, info: Any) -> None:
@@ -104,7 +111,7 @@ def run_on_triton(video: str, models: Any, cfg: dict[str, Any], settings: Any) -
     import tempfile
 
     from export.repository import generate
-    from services.pose.pipeline import AnalysisOptions, analyze_video
+    from services.pose.pipeline import AnalysisOptions
     from services.pose.triton import TritonBackend, TritonServer
 
     with tempfile.TemporaryDirectory() as repo:
@@ -112,22 +119,11 @@ def run_on_triton(video: str, models: Any, cfg: dict[str, Any], settings: Any) -
         with TritonServer(Path(repo)) as server:
             backend = TritonBackend.from_url(server.grpc_url, models)
             try:
-                start = time.perf_counter()
-                result = analyze_video(
+                return timed_analysis(
                     video, backend, AnalysisOptions(max_long_side=settings.max_long_side_px)
                 )
-                wall = time.perf_counter() - start
             finally:
                 backend.close()
-    n = len(result.t)
-    return {
-        "frames": n,
-        "frames_with_pose": result.frames_with_pose,
-        "detector_runs": result.timings.detections,
-        "fps": n / wall,
-        "ms_per_frame": result.timings.ms_per_frame(),
-        "rss_mb_at": {},
-    }
 
 
 def child(video: str, name: str) -> None:
