@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,19 +20,10 @@ from tqdm import tqdm
 
 from gateway import evaluate
 from gateway.argtypes import box, positive_float, positive_int
-from services.errors import GaitwayError, InputError, ModelError, status_of
-from services.kinematics.client import HttpKinematics, LocalKinematics, request_from_poses
-from services.kinematics.model import motion_from_h36m
-from services.kinematics.report import write_report
-from services.pose.backends import EmbeddedBackend, ModelSet, PoseBackend
+from gateway.core import AnalysisSpec, Engine, RunnerInfo
+from services.errors import GaitwayError, ModelError, status_of
 from services.pose.config import PoseSettings
-from services.pose.ingest import VideoInfo
-from services.pose.models import ModelStore, get_preset, manifests, presets
-from services.pose.outputs import write_outputs
-from services.pose.pipeline import AnalysisOptions, AnalysisResult, analyze_video
-from services.pose.sequence import CleaningParams
-from services.pose.tracking import TrackerParams
-from services.pose.triton import TritonBackend
+from services.pose.models import ModelStore, manifests, presets
 
 log = logging.getLogger("gaitway")
 
@@ -81,95 +71,56 @@ def _store(settings: PoseSettings, models_dir: str) -> ModelStore:
 
 
 def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
-    store = _store(settings, args.models_dir)
-    models = ModelSet.resolve(store, get_preset(args.preset), pose2d=args.pose2d, lifter=args.lifter)
-    try:
-        cleaning = CleaningParams() if args.cutoff_hz is None else CleaningParams(cutoff_hz=args.cutoff_hz)
-        options = AnalysisOptions(
-            max_long_side=args.max_long_side,
-            slowmo=args.slowmo,
-            height_m=args.height,
-            tracker=TrackerParams(det_interval=args.det_interval, runner_box=args.runner_box),
-            cleaning=cleaning,
-            allow_truncated=args.allow_truncated,
-            pose_workers=args.workers,
-        )
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    backend: PoseBackend
-    if args.triton:
-        backend = TritonBackend.from_url(args.triton, models)
-    else:
-        backend = EmbeddedBackend(models, threads=args.threads, pose_threads=1 if args.workers > 1 else None)
-
+    pose_settings = settings.model_copy(
+        update={"models_dir": args.models_dir, "triton_url": args.triton or "", "ort_threads": args.threads}
+    )
+    engine = Engine(pose_settings, kinematics_url=args.kinematics_url or "")
+    spec = AnalysisSpec(
+        runner=RunnerInfo(height_m=args.height, treadmill_speed_mps=args.treadmill_speed, slowmo=args.slowmo),
+        preset=args.preset,
+        pose2d=args.pose2d,
+        lifter=args.lifter,
+        allow_truncated=args.allow_truncated,
+        overlay=args.overlay,
+        max_long_side=args.max_long_side,
+        det_interval=args.det_interval,
+        runner_box=args.runner_box,
+        cutoff_hz=args.cutoff_hz,
+        pose_workers=args.workers,
+    )
     bar: tqdm[Any] | None = None
 
-    def progress(done: int, info: VideoInfo) -> None:
+    def progress(stage: str, fraction: float) -> None:
         nonlocal bar
         if args.no_progress:
             return
         if bar is None:
-            bar = tqdm(total=info.num_frames, unit="frame", desc="analysing", file=sys.stderr)
-        bar.update(1)
+            bar = tqdm(total=100, unit="%", desc="analysing", file=sys.stderr)
+        bar.set_description(stage)
+        bar.update(round(100 * fraction) - bar.n if stage == "pose" else 0)
 
     try:
-        result = analyze_video(args.video, backend, options, progress=progress)
+        outcome = engine.analyze(args.video, args.out, spec, progress=progress)
     finally:
         if bar is not None:
             bar.close()
-        if isinstance(backend, TritonBackend):
-            backend.close()
-    paths = write_outputs(result, args.out, overlay=args.overlay)
-    notes = list(result.warnings)
-    try:
-        paths |= _kinematics(result, args)
-    except InputError as exc:  # e.g. shorter than one stride: the poses are still worth having
-        notes.append(f"running metrics not computed [{exc.code}]: {exc}")
+    result, resp = outcome.result, outcome.metrics
     ms = result.timings.ms_per_frame()
     sys.stdout.write(
         f"{result.frames_with_pose}/{len(result.t)} frames with a skeleton; "
         f"{1000 / ms['total']:.1f} frames/s end to end; 3D units: {result.units3d}\n"
     )
-    for w in notes:
+    if resp is not None:
+        cad = resp.summary.get("cadence_spm")
+        if cad is not None and cad.mean is not None:
+            sys.stdout.write(f"cadence {cad.mean:.0f} steps/min over {cad.n} steps\n")
+        for flag in resp.flags:
+            sys.stdout.write(f"note: {flag}\n")
+    for w in outcome.warnings:
         sys.stdout.write(f"warning: {w}\n")
-    for name, path in paths.items():
+    for name, path in outcome.artifacts.items():
         sys.stdout.write(f"  {name:<14} {path}\n")
     return 0
-
-
-def _kinematics(result: AnalysisResult, args: argparse.Namespace) -> dict[str, Path]:
-    """Per-step running metrics of an analysed video, through the same client interface the gateway uses."""
-    req = request_from_poses(
-        result.t,
-        result.kps3d,
-        metric=result.units3d == "m",
-        keypoints2d=result.kps2d,
-        skeleton2d=result.skeleton2d.name,
-        image_wh=(result.info.width, result.info.height),
-        swapped=result.swapped,
-        height_m=args.height,
-        treadmill_speed_mps=args.treadmill_speed,
-    )
-    if args.kinematics_url:
-        with HttpKinematics(args.kinematics_url) as http:
-            resp = http.analyze(req)
-    else:
-        resp = LocalKinematics().analyze(req)
-    motion = motion_from_h36m(result.t, result.kps3d, metric=result.units3d == "m")
-    paths = write_report(
-        resp,
-        args.out,
-        joints=motion.joints,
-        up=motion.up,
-        unit="m" if motion.metric else "model units",
-        metadata={"video": os.path.basename(result.info.path), "fps": result.info.fps},
-    )
-    cad = resp.summary.get("cadence_spm")
-    if cad is not None and cad.mean is not None:
-        sys.stdout.write(f"cadence {cad.mean:.0f} steps/min over {cad.n} steps\n")
-    for flag in resp.flags:
-        sys.stdout.write(f"note: {flag}\n")
-    return paths
 
 
 def _models(args: argparse.Namespace, settings: PoseSettings) -> int:

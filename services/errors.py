@@ -14,7 +14,22 @@ Tree::
     ├── ModelError                  model_unavailable  503   FAILED_PRECONDITION  5
     │   └── ModelChecksumError      model_corrupt      503   FAILED_PRECONDITION  5
     ├── InferenceError              inference_failed   502   UNAVAILABLE          6
-    └── ServiceUnavailableError     service_unavailable 503  UNAVAILABLE          7
+    ├── ServiceUnavailableError     service_unavailable 503  UNAVAILABLE          7
+    └── RequestError                (the gateway's request-level errors)
+        ├── NotFoundError           not_found          404   NOT_FOUND            8
+        ├── AuthenticationError     unauthenticated    401   UNAUTHENTICATED      8
+        ├── PermissionDeniedError   permission_denied  403   PERMISSION_DENIED    8
+        ├── ConflictError           conflict           409   ALREADY_EXISTS       8
+        ├── NotReadyError           not_ready          409   FAILED_PRECONDITION  8
+        ├── PayloadTooLargeError    payload_too_large  413   INVALID_ARGUMENT     8
+        ├── UnsupportedMediaError   unsupported_media  415   INVALID_ARGUMENT     8
+        ├── BadRequestError         bad_request        400   INVALID_ARGUMENT     8
+        └── BusyError               busy               429   RESOURCE_EXHAUSTED   8
+            ├── RateLimitedError    rate_limited       429   RESOURCE_EXHAUSTED   8
+            └── QuotaExceededError  quota_exceeded     429   RESOURCE_EXHAUSTED   8
+
+``BusyError`` and its children carry ``retry_after_s``: HTTP sends it as ``Retry-After``, gRPC as the
+``retry-after-s`` trailing metadata.
 
 Every error carries a machine-readable ``code`` and a one-line human message. Third-party errors (PyAV,
 onnxruntime, tritonclient) are translated where they are raised: in ``services.pose.ingest``,
@@ -101,6 +116,70 @@ class ServiceUnavailableError(GaitwayError):
     code = "service_unavailable"
 
 
+class RequestError(GaitwayError):
+    """A request the gateway refuses for a reason other than its media content."""
+
+    code = "bad_request"
+
+
+class BadRequestError(RequestError):
+    code = "bad_request"
+
+
+class NotFoundError(RequestError):
+    code = "not_found"
+
+
+class AuthenticationError(RequestError):
+    """No API key, or a key that is not known."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(RequestError):
+    """A valid key asking for another client's analysis."""
+
+    code = "permission_denied"
+
+
+class ConflictError(RequestError):
+    """An idempotency key reused for a different upload."""
+
+    code = "conflict"
+
+
+class NotReadyError(RequestError):
+    """The result of an analysis that has not finished (or has failed)."""
+
+    code = "not_ready"
+
+
+class PayloadTooLargeError(RequestError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaError(RequestError):
+    code = "unsupported_media"
+
+
+class BusyError(RequestError):
+    """The gateway's queue is full; try again after ``retry_after_s``."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimitedError(BusyError):
+    code = "rate_limited"
+
+
+class QuotaExceededError(BusyError):
+    code = "quota_exceeded"
+
+
 @dataclass(frozen=True)
 class ErrorStatus:
     http: int
@@ -122,6 +201,18 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     ModelChecksumError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
     InferenceError: ErrorStatus(502, "UNAVAILABLE", 6),
     ServiceUnavailableError: ErrorStatus(503, "UNAVAILABLE", 7),
+    RequestError: ErrorStatus(400, "INVALID_ARGUMENT", 8),
+    BadRequestError: ErrorStatus(400, "INVALID_ARGUMENT", 8),
+    NotFoundError: ErrorStatus(404, "NOT_FOUND", 8),
+    AuthenticationError: ErrorStatus(401, "UNAUTHENTICATED", 8),
+    PermissionDeniedError: ErrorStatus(403, "PERMISSION_DENIED", 8),
+    ConflictError: ErrorStatus(409, "ALREADY_EXISTS", 8),
+    NotReadyError: ErrorStatus(409, "FAILED_PRECONDITION", 8),
+    PayloadTooLargeError: ErrorStatus(413, "INVALID_ARGUMENT", 8),
+    UnsupportedMediaError: ErrorStatus(415, "INVALID_ARGUMENT", 8),
+    BusyError: ErrorStatus(429, "RESOURCE_EXHAUSTED", 8),
+    RateLimitedError: ErrorStatus(429, "RESOURCE_EXHAUSTED", 8),
+    QuotaExceededError: ErrorStatus(429, "RESOURCE_EXHAUSTED", 8),
 }
 
 #: machine-readable code -> error class, for clients turning an error body back into an exception

@@ -1,0 +1,281 @@
+"""The one analysis use case behind the CLI, the HTTP API and the gRPC API.
+
+:class:`Engine` turns a video file into every artifact of an analysis: 2D/3D poses
+(:func:`services.pose.pipeline.analyze_video` on an embedded or Triton backend), running metrics (the
+kinematics service over HTTP, or in-process) and the report files. The transports only convert their
+requests into an :class:`AnalysisSpec` and report the :class:`AnalysisOutcome`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.errors import InputError, ServiceUnavailableError
+from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
+from services.kinematics.model import motion_from_h36m
+from services.kinematics.report import write_report
+from services.kinematics.schema import KinematicsResponse
+from services.pose.backends import EmbeddedBackend, ModelSet, PoseBackend
+from services.pose.config import PoseSettings
+from services.pose.ingest import VideoInfo
+from services.pose.models import ModelStore, get_preset
+from services.pose.outputs import write_outputs
+from services.pose.pipeline import AnalysisOptions, AnalysisResult, analyze_video
+from services.pose.sequence import CleaningParams
+from services.pose.tracking import TrackerParams
+from services.pose.triton import TritonBackend
+
+log = logging.getLogger("gaitway.core")
+
+#: stages of an analysis, in order, as reported in job status
+STAGES = ("queued", "pose", "kinematics", "artifacts", "done")
+
+#: progress callback: (stage, fraction of that stage done in [0, 1])
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    """What the user tells about the run. All optional."""
+
+    height_m: float | None = None
+    treadmill_speed_mps: float | None = None
+    slowmo: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.height_m is not None and not 0.5 <= self.height_m <= 2.5:
+            raise InputError(f"height_m must be within 0.5-2.5 m, got {self.height_m}")
+        if self.treadmill_speed_mps is not None and not 0 < self.treadmill_speed_mps <= 12:
+            raise InputError(f"treadmill_speed_mps must be within (0, 12], got {self.treadmill_speed_mps}")
+        if self.slowmo is not None and not 1 <= self.slowmo <= 64:
+            raise InputError(f"slowmo must be within 1-64, got {self.slowmo}")
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """One analysis request, whatever transport it came by."""
+
+    runner: RunnerInfo = field(default_factory=RunnerInfo)
+    preset: str | None = None  # None: the engine's default
+    pose2d: str = ""  # model overrides (CLI); empty = the preset's
+    lifter: str = ""
+    allow_truncated: bool = False
+    overlay: bool = False
+    max_long_side: int | None = 640
+    det_interval: int = 15
+    runner_box: tuple[float, float, float, float] | None = None
+    cutoff_hz: float | None = None
+    pose_workers: int = 2
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields a job store keeps (JSON types only)."""
+        return {
+            "height_m": self.runner.height_m,
+            "treadmill_speed_mps": self.runner.treadmill_speed_mps,
+            "slowmo": self.runner.slowmo,
+            "preset": self.preset,
+            "allow_truncated": self.allow_truncated,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> AnalysisSpec:
+        runner = RunnerInfo(
+            height_m=doc.get("height_m"),
+            treadmill_speed_mps=doc.get("treadmill_speed_mps"),
+            slowmo=doc.get("slowmo"),
+        )
+        return cls(runner=runner, preset=doc.get("preset"), allow_truncated=bool(doc.get("allow_truncated")))
+
+    def options(self) -> AnalysisOptions:
+        try:
+            cleaning = (
+                CleaningParams() if self.cutoff_hz is None else CleaningParams(cutoff_hz=self.cutoff_hz)
+            )
+            return AnalysisOptions(
+                max_long_side=self.max_long_side,
+                slowmo=self.runner.slowmo,
+                height_m=self.runner.height_m,
+                tracker=TrackerParams(det_interval=self.det_interval, runner_box=self.runner_box),
+                cleaning=cleaning,
+                allow_truncated=self.allow_truncated,
+                pose_workers=self.pose_workers,
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+
+@dataclass
+class AnalysisOutcome:
+    result: AnalysisResult
+    metrics: KinematicsResponse | None
+    artifacts: dict[str, Path]
+    warnings: list[str]
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON summary (stored with the job, returned by status calls)."""
+        ms = self.result.timings.ms_per_frame()
+        doc: dict[str, Any] = {
+            "frames": len(self.result.t),
+            "frames_with_pose": self.result.frames_with_pose,
+            "fps_end_to_end": round(1000 / ms["total"], 2) if ms.get("total") else None,
+            "units3d": self.result.units3d,
+            "warnings": self.warnings,
+            "artifacts": sorted(self.artifacts),
+        }
+        if self.metrics is not None:
+            doc["steps"] = len(self.metrics.steps)
+            doc["flags"] = list(self.metrics.flags)
+            doc["metrics"] = {
+                name: {"mean": s.mean, "n": s.n}
+                for name, s in self.metrics.summary.items()
+                if s.mean is not None
+            }
+        return doc
+
+
+class Engine:
+    """Models, a pose backend and a kinematics client, configured once; ``analyze`` runs one video.
+
+    Embedded backends are built once per model set and shared by jobs (onnxruntime sessions are
+    thread-safe); a Triton backend is opened per analysis so a restarted Triton is picked up.
+    """
+
+    def __init__(self, settings: PoseSettings, *, kinematics_url: str = "") -> None:
+        self.settings = settings
+        self.kinematics_url = kinematics_url
+        self.store = ModelStore(settings.model_search_path())
+        self._embedded: dict[tuple[str, str, str, int], EmbeddedBackend] = {}
+        self._lock = threading.Lock()
+
+    def models(self, spec: AnalysisSpec) -> ModelSet:
+        preset = get_preset(spec.preset or self.settings.preset)
+        return ModelSet.resolve(self.store, preset, pose2d=spec.pose2d, lifter=spec.lifter)
+
+    @contextmanager
+    def backend(self, models: ModelSet, *, pose_workers: int = 2) -> Iterator[PoseBackend]:
+        if self.settings.triton_url:
+            triton = TritonBackend.from_url(self.settings.triton_url, models)
+            try:
+                yield triton
+            finally:
+                triton.close()
+            return
+        key = (str(models.detector.path), str(models.pose2d.path), str(models.lifter.path), pose_workers)
+        with self._lock:
+            backend = self._embedded.get(key)
+            if backend is None:
+                backend = EmbeddedBackend(
+                    models, threads=self.settings.ort_threads, pose_threads=1 if pose_workers > 1 else None
+                )
+                self._embedded[key] = backend
+        yield backend
+
+    @contextmanager
+    def kinematics(self) -> Iterator[KinematicsClient]:
+        if self.kinematics_url:
+            with HttpKinematics(self.kinematics_url) as http:
+                yield http
+        else:
+            yield LocalKinematics()
+
+    def analyze(
+        self,
+        video: str | os.PathLike[str],
+        out_dir: Path,
+        spec: AnalysisSpec,
+        *,
+        progress: Progress | None = None,
+    ) -> AnalysisOutcome:
+        """Analyse ``video`` into ``out_dir``. Raises the domain errors of :mod:`services.errors`."""
+        report = progress or (lambda stage, fraction: None)
+        options = spec.options()
+        models = self.models(spec)
+
+        def frame_done(done: int, info: VideoInfo) -> None:
+            if info.num_frames:
+                report("pose", min(done / info.num_frames, 1.0))
+
+        report("pose", 0.0)
+        with self.backend(models, pose_workers=spec.pose_workers) as backend:
+            result = analyze_video(video, backend, options, progress=frame_done)
+        report("kinematics", 0.0)
+        warnings = list(result.warnings)
+        metrics: KinematicsResponse | None = None
+        try:
+            metrics = self._metrics(result, spec)
+        except InputError as exc:  # e.g. shorter than one stride: the poses are still worth having
+            warnings.append(f"running metrics not computed [{exc.code}]: {exc}")
+        report("artifacts", 0.0)
+        paths = write_outputs(result, out_dir, overlay=spec.overlay)
+        if metrics is not None:
+            motion = motion_from_h36m(result.t, result.kps3d, metric=result.units3d == "m")
+            paths |= write_report(
+                metrics,
+                out_dir,
+                joints=motion.joints,
+                up=motion.up,
+                unit="m" if motion.metric else "model units",
+                metadata={"video": os.path.basename(result.info.path), "fps": result.info.fps},
+            )
+        report("artifacts", 1.0)
+        return AnalysisOutcome(result=result, metrics=metrics, artifacts=paths, warnings=warnings)
+
+    def _metrics(self, result: AnalysisResult, spec: AnalysisSpec) -> KinematicsResponse:
+        req = request_from_poses(
+            result.t,
+            result.kps3d,
+            metric=result.units3d == "m",
+            keypoints2d=result.kps2d,
+            skeleton2d=result.skeleton2d.name,
+            image_wh=(result.info.width, result.info.height),
+            swapped=result.swapped,
+            height_m=spec.runner.height_m,
+            treadmill_speed_mps=spec.runner.treadmill_speed_mps,
+        )
+        with self.kinematics() as client:
+            return client.analyze(req)
+
+    def readiness(self) -> dict[str, str]:
+        """Each dependency -> "ok" or why not. The default preset's models must resolve; Triton and
+        the kinematics service must answer their readiness endpoints when configured."""
+        checks: dict[str, str] = {}
+        try:
+            self.models(AnalysisSpec())
+            checks["models"] = "ok"
+        except Exception as exc:  # readiness reports every failure as text
+            checks["models"] = str(exc)
+        if self.settings.triton_url:
+            checks["triton"] = _triton_ready(self.settings.triton_url)
+        if self.kinematics_url:
+            checks["kinematics"] = _http_ready(self.kinematics_url.rstrip("/") + "/readyz")
+        return checks
+
+
+def _http_ready(url: str) -> str:
+    try:
+        r = httpx.get(url, timeout=2.0)
+    except httpx.HTTPError as exc:
+        return f"unreachable: {exc}"
+    return "ok" if r.status_code == 200 else f"not ready (HTTP {r.status_code})"
+
+
+def _triton_ready(url: str) -> str:
+    import tritonclient.grpc as grpcclient
+
+    try:
+        client = grpcclient.InferenceServerClient(url)
+        try:
+            return "ok" if client.is_server_ready(client_timeout=2.0) else "not ready"
+        finally:
+            client.close()
+    except Exception as exc:  # tritonclient raises its own and grpc's errors
+        return f"unreachable: {ServiceUnavailableError(str(exc))}"
