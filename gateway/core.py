@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+from numpy.typing import NDArray
 
 from services.errors import InputError, ServiceUnavailableError
 from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
 from services.kinematics.schema import KinematicsResponse
-from services.pose.backends import EmbeddedBackend, ModelSet, PoseBackend
+from services.pose.backends import EmbeddedBackend, FloatArray, ModelSet, PoseBackend
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo
 from services.pose.models import ModelStore, get_preset
@@ -155,6 +158,8 @@ class Engine:
         self.store = ModelStore(settings.model_search_path())
         self._embedded: dict[tuple[str, str, str, int], EmbeddedBackend] = {}
         self._lock = threading.Lock()
+        #: called with (role, seconds) after each Triton call (the gateway feeds its latency histogram)
+        self.on_triton_call: Callable[[str, float], None] | None = None
 
     def models(self, spec: AnalysisSpec) -> ModelSet:
         preset = get_preset(spec.preset or self.settings.preset)
@@ -165,7 +170,7 @@ class Engine:
         if self.settings.triton_url:
             triton = TritonBackend.from_url(self.settings.triton_url, models)
             try:
-                yield triton
+                yield triton if self.on_triton_call is None else _Timed(triton, self.on_triton_call)
             finally:
                 triton.close()
             return
@@ -258,6 +263,38 @@ class Engine:
         if self.kinematics_url:
             checks["kinematics"] = _http_ready(self.kinematics_url.rstrip("/") + "/readyz")
         return checks
+
+
+class _Timed:
+    """A pose backend that reports how long each call takes (role, seconds)."""
+
+    def __init__(self, inner: PoseBackend, observe: Callable[[str, float], None]) -> None:
+        self._inner = inner
+        self._observe = observe
+        self.models = inner.models
+        self.pose_codec = inner.pose_codec
+        self.lifter_codec = inner.lifter_codec
+
+    def detect(self, image: NDArray[np.uint8], *, score_threshold: float) -> FloatArray:
+        t0 = time.perf_counter()
+        try:
+            return self._inner.detect(image, score_threshold=score_threshold)
+        finally:
+            self._observe("detector", time.perf_counter() - t0)
+
+    def pose2d(self, image: NDArray[np.uint8], boxes: FloatArray) -> FloatArray:
+        t0 = time.perf_counter()
+        try:
+            return self._inner.pose2d(image, boxes)
+        finally:
+            self._observe("pose2d", time.perf_counter() - t0)
+
+    def lift(self, kps2d_h36m: FloatArray, *, image_wh: tuple[int, int]) -> FloatArray:
+        t0 = time.perf_counter()
+        try:
+            return self._inner.lift(kps2d_h36m, image_wh=image_wh)
+        finally:
+            self._observe("lifter", time.perf_counter() - t0)
 
 
 def _http_ready(url: str) -> str:

@@ -574,3 +574,20 @@ def probe(
     """Open, validate and describe a video without reading it through (decodes the first frame only)."""
     with VideoReader(path, max_long_side=max_long_side, slowmo=slowmo, threads=1) as reader:
         return reader.info
+
+
+def check_complete(path: str | os.PathLike[str], *, allow_truncated: bool = False) -> VideoInfo:
+    """Check that ``path`` is a complete, decodable video without decoding all of it; returns its info.
+
+    Opens the container and decodes the first frame (:class:`VideoReader`), then walks the MP4/MOV box
+    headers: a file whose last box runs past its end (an interrupted upload or copy) raises
+    :class:`VideoError` unless ``allow_truncated``.
+    """
+    with VideoReader(path, max_long_side=64) as reader:
+        info = reader.info
+    if not allow_truncated and _scan_iso_boxes(os.fspath(path)).truncated:
+        raise VideoError(
+            "the video is truncated (its last MP4/QuickTime box runs past the end of the file): "
+            "the upload or copy was probably interrupted"
+        )
+    return info

@@ -1,0 +1,109 @@
+"""``gaitway serve``: the HTTP and gRPC APIs in one process, sharing one job manager.
+
+Both servers run on one asyncio loop; analyses run in worker threads. SIGTERM/SIGINT stop taking
+work, close both servers (in-flight requests get a grace period) and leave running jobs 'running' in
+the store, where the next start resumes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from gateway.auth import Access, load_keys_file
+from gateway.core import Engine
+from gateway.jobs import JobManager
+from gateway.settings import GatewaySettings
+from gateway.store import JobStore
+from gateway.telemetry import Telemetry
+
+log = logging.getLogger("gaitway.server")
+
+
+def build_manager(settings: GatewaySettings) -> JobManager:
+    """Store, engine, telemetry and access control wired from one settings object (not started)."""
+    store = JobStore(settings.db_url)
+    if settings.api_keys_file is not None:
+        n = load_keys_file(settings.api_keys_file, store, settings)
+        log.info("API keys loaded", extra={"keys": n})
+    engine = Engine(settings.pose_settings(), kinematics_url=settings.kinematics_url)
+    telemetry = Telemetry()
+    engine.on_triton_call = lambda model, seconds: telemetry.triton_seconds.labels(model).observe(seconds)
+    return JobManager(settings, store, engine, telemetry, Access(settings, store))
+
+
+@dataclass
+class Running:
+    """A started gateway: its bound ports and how to stop it."""
+
+    http_port: int
+    grpc_port: int
+    stop: asyncio.Event
+
+
+async def serve(settings: GatewaySettings, *, started: asyncio.Future[Running] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``started.result().stop`` is set)."""
+    from gateway.grpc_api import create_server, set_serving
+    from gateway.http_api import create_app
+
+    manager = build_manager(settings)
+    await manager.start()
+    grpc_server, grpc_port = create_server(manager, port=settings.grpc_port, host=settings.http_host)
+    await grpc_server.start()
+    app = create_app(settings, manager=manager)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    http = uvicorn.Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    http_task = asyncio.create_task(http.serve())
+    while not http.started:
+        if http_task.done():
+            await http_task  # raises the bind error
+            raise RuntimeError("HTTP server exited during start-up")
+        await asyncio.sleep(0.05)
+    http_port = http.servers[0].sockets[0].getsockname()[1]
+    log.info("gateway listening", extra={"http_port": http_port, "grpc_port": grpc_port})
+    if started is not None:
+        started.set_result(Running(http_port=http_port, grpc_port=grpc_port, stop=stop))
+
+    async def readiness() -> None:
+        while True:
+            checks = await asyncio.to_thread(manager.engine.readiness)
+            set_serving(grpc_server, all(v == "ok" for v in checks.values()))
+            await asyncio.sleep(5.0)
+
+    ready_task = asyncio.create_task(readiness())
+    try:
+        await stop.wait()
+    finally:
+        log.info("gateway stopping")
+        ready_task.cancel()
+        http.should_exit = True
+        await grpc_server.stop(grace=5.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            await http_task
+        await manager.stop()
+        manager.store.close()
+
+
+def run(settings: GatewaySettings, **_: Any) -> int:
+    asyncio.run(serve(settings))
+    return 0
