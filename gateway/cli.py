@@ -21,6 +21,7 @@ from tqdm import tqdm
 from gateway import evaluate
 from gateway.argtypes import box, positive_float, positive_int
 from gateway.core import AnalysisSpec, Engine, RunnerInfo
+from gateway.settings import GatewaySettings
 from services.errors import GaitwayError, ModelError, status_of
 from services.pose.config import PoseSettings
 from services.pose.models import ModelStore, manifests, presets
@@ -60,6 +61,17 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate.add_parser(sub)
+    sv = sub.add_parser("serve", help="run the HTTP + gRPC gateway (settings: GAITWAY_* environment)")
+    sv.add_argument("--http-port", type=int, help="override GAITWAY_HTTP_PORT")
+    sv.add_argument("--grpc-port", type=int, help="override GAITWAY_GRPC_PORT")
+    k = sub.add_parser("keys", help="manage the gateway's API keys (in its job store)")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key and print its secret once")
+    kc.add_argument("name")
+    kc.add_argument("--jobs-per-day", type=positive_int)
+    kc.add_argument("--requests-per-min", type=positive_int)
+    ksub.add_parser("list", help="list keys (never their secrets)")
+    ksub.add_parser("revoke", help="revoke a key").add_argument("key_id")
     sub.add_parser("models", help="list models and presets").add_argument(
         "--models-dir", default=settings.models_dir
     )
@@ -140,6 +152,46 @@ def _models(args: argparse.Namespace, settings: PoseSettings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.server import run
+    from gateway.telemetry import configure_logging
+
+    overrides = {
+        k: v for k, v in (("http_port", args.http_port), ("grpc_port", args.grpc_port)) if v is not None
+    }
+    gw = GatewaySettings(**overrides)
+    configure_logging(json_logs=gw.log_json)
+    return run(gw)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from gateway.store import JobStore
+
+    gw = GatewaySettings()
+    store = JobStore(gw.db_url)
+    try:
+        if args.keys_command == "create":
+            key, secret = store.create_key(
+                args.name,
+                jobs_per_day=args.jobs_per_day or gw.default_jobs_per_day,
+                requests_per_min=args.requests_per_min or gw.default_requests_per_min,
+            )
+            sys.stdout.write(f"{key.id} {key.name}\nsecret (shown once): {secret}\n")
+        elif args.keys_command == "list":
+            for key in store.list_keys():
+                state = "revoked" if key.revoked else "active"
+                sys.stdout.write(
+                    f"{key.id}  {key.name:<20} {key.jobs_per_day:>6} jobs/day "
+                    f"{key.requests_per_min:>5} req/min  {state}\n"
+                )
+        else:
+            store.revoke_key(args.key_id)
+            sys.stdout.write(f"revoked {args.key_id}\n")
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = PoseSettings()
     args = build_parser(settings).parse_args(argv)
@@ -151,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze(args, settings)
         if args.command == "evaluate":
             return evaluate.run(args, settings)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "keys":
+            return _keys(args)
         return _models(args, settings)
     except GaitwayError as exc:
         sys.stderr.write(f"gaitway: error [{exc.code}]: {exc}\n")
