@@ -1,0 +1,415 @@
+"""The live-streaming core behind the gRPC ``StreamFrames`` call: frames in, per-frame 2D keypoints out at
+once and, as steps complete, per-step running metrics.
+
+:class:`LiveSession` runs the offline pipeline's per-frame logic one frame at a time: the detector on the
+first frame, every ``det_interval`` frames and whenever the pose is poor (the
+:class:`~services.pose.tracking.RunnerTracker` decides), the box from the previous pose in between, and a
+poor pose retried at once with a fresh detection. Only the last ``window_s`` seconds of raw keypoints are
+kept. Every ``metrics_every_s`` seconds of stream time :meth:`LiveSession.new_steps` cleans that window,
+lifts it to 3D and asks the kinematics engine for its steps, exactly as an offline analysis of the window
+would, and hands back the steps not reported before.
+
+A step is reported once its stride is over (its foot's next strike, about two step times after its own)
+and ``settle_s`` more seconds have streamed in, so that its events and its stride metrics no longer depend
+on where the window ends; a strike is never reported twice, however slightly the windows place it.
+``new_steps(final=True)`` at the end of a stream reports the steps still held back.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from gateway.core import AnalysisSpec, Engine
+from services.errors import FrameRateError, InputError, ShapeError
+from services.kinematics.client import KinematicsClient, request_from_poses
+from services.kinematics.events import MAX_CADENCE_SPM
+from services.kinematics.model import FLAG_EXCLUDES, METRICS
+from services.kinematics.schema import KinematicsResponse, StepOut
+from services.pose.backends import PoseBackend
+from services.pose.lifting import coco17_to_h36m17, halpe26_to_h36m17, scale_to_height
+from services.pose.sequence import clean_sequence
+from services.pose.tracking import RunnerTracker, dominant_segment, pose_quality
+
+__all__ = ["MAX_IMAGE_SIDE", "LiveFrame", "LiveSession", "decode_image"]
+
+FloatArray = NDArray[np.float64]
+
+#: the longest image side accepted, in pixels
+MAX_IMAGE_SIDE = 4096
+#: the window never holds more frames than this frame rate fills it with, whatever the timestamps say
+MAX_FPS = 240.0
+#: a strike this close to one already reported (a third of the shortest running step) is the same strike
+_SAME_STRIKE_S = 60.0 / MAX_CADENCE_SPM / 3
+
+
+# --------------------------------------------------------------------------------------------------------
+# image decoding
+
+
+def _declared_size(data: bytes) -> tuple[str, tuple[int, int] | None] | None:
+    """(format, (width, height) or None if unreadable) from the header of a PNG, JPEG or WebP image;
+    None for any other format."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        if data[12:16] != b"IHDR" or len(data) < 24:
+            return "PNG", None
+        w, h = struct.unpack(">II", data[16:24])
+        return "PNG", (w, h)
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 <= len(data):
+            if data[i] != 0xFF:
+                return "JPEG", None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return "JPEG", (w, h)
+            i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+        return "JPEG", None
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return "WebP", (
+                int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1,
+            )
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return "WebP", ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return "WebP", (w & 0x3FFF, h & 0x3FFF)
+        return "WebP", None
+    return None
+
+
+def decode_image(data: bytes) -> NDArray[np.uint8]:
+    """A JPEG, PNG or WebP image -> RGB ``(H, W, 3)`` uint8, upright (EXIF orientation applied).
+
+    Raises :class:`InputError` for empty or undecodable bytes, another format, or a side longer than
+    :data:`MAX_IMAGE_SIDE` (checked on the header, before any pixel is decoded)."""
+    if not data:
+        raise InputError("the frame holds no image data (0 bytes)")
+    header = _declared_size(data)
+    if header is None:
+        raise InputError(f"the frame is not a JPEG, PNG or WebP image ({len(data)} bytes)")
+    kind, size = header
+    if size is None or min(size) < 1:
+        raise InputError(f"the frame is a damaged {kind} image: its size cannot be read")
+    if max(size) > MAX_IMAGE_SIDE:
+        raise InputError(
+            f"the frame is {size[0]}x{size[1]} px; sides longer than {MAX_IMAGE_SIDE} px are refused "
+            "(send frames downscaled to about 640-1280 px)"
+        )
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise InputError(f"the frame's {kind} image data cannot be decoded ({len(data)} bytes)")
+    if max(bgr.shape[:2]) > MAX_IMAGE_SIDE:
+        raise InputError(f"the frame is {bgr.shape[1]}x{bgr.shape[0]} px, over {MAX_IMAGE_SIDE} px")
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------------
+# live session
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """The answer to one pushed frame."""
+
+    index: int  # 0-based position in the stream
+    t: float  # seconds, as given by the client
+    keypoints: FloatArray | None  # (K, 3) x, y (pixels of the image as sent), score; None: no runner
+    box: FloatArray | None  # (4,) x0 y0 x1 y1 of the runner, pixels of the image as sent
+    skeleton: str  # layout of ``keypoints``, e.g. "coco17"
+    latency_ms: float  # time spent in push()
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What the window keeps of one frame (a few hundred bytes)."""
+
+    index: int
+    t: float
+    kps: FloatArray  # (K, 3), NaN x/y when none
+    box: FloatArray  # (4,), NaN when none
+    segment: int  # tracker segment id, -1 when no runner
+
+
+class LiveSession:
+    """One live stream. Not thread-safe: one caller pushes frames in order.
+
+    ``push`` answers each frame's 2D pose; ``new_steps`` (cheap to call after every frame: it computes
+    only every ``metrics_every_s`` seconds of stream time, on the last ``window_s`` seconds) returns the
+    steps completed since its last answer. ``settle_s``: how long after a step's stride ends it is
+    reported. Frames are posed at ``spec.max_long_side`` (larger ones are downscaled first, as offline);
+    keypoints and boxes come back in the pixels of the image as sent.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        spec: AnalysisSpec,
+        *,
+        metrics_every_s: float = 1.0,
+        window_s: float = 10.0,
+        settle_s: float = 0.25,
+    ) -> None:
+        if not (math.isfinite(metrics_every_s) and metrics_every_s > 0):
+            raise InputError(f"metrics_every_s must be > 0, got {metrics_every_s}")
+        if not (math.isfinite(window_s) and 2.0 <= window_s <= 60.0):
+            raise InputError(f"window_s must be within 2-60 s (at least two strides), got {window_s}")
+        if not (math.isfinite(settle_s) and 0 <= settle_s < window_s / 2):
+            raise InputError(f"settle_s must be within [0, window_s / 2), got {settle_s}")
+        self.spec = spec
+        self.options = spec.options()
+        self.metrics_every_s = metrics_every_s
+        self.window_s = window_s
+        self.settle_s = settle_s
+        models = engine.models(spec)
+        self._stack = ExitStack()
+        try:
+            self.backend: PoseBackend = self._stack.enter_context(engine.backend(models, pose_workers=1))
+            self._kinematics: KinematicsClient = self._stack.enter_context(engine.kinematics())
+        except BaseException:
+            self._stack.close()
+            raise
+        self.skeleton = self.backend.pose_codec.skeleton
+        self._tracker = RunnerTracker(self.options.tracker)
+        self._window: deque[_Record] = deque(maxlen=math.ceil(window_s * MAX_FPS) + 1)
+        self._size: tuple[int, int] | None = None  # (width, height) of the images as sent
+        self._frames = 0
+        self._with_pose = 0
+        self._last_t = -math.inf
+        self._metrics_t: float | None = None  # stream time of the last kinematics run
+        self._reported_t = -math.inf  # strike time of the last step reported
+        self._reported = 0
+        self._cadences: list[float] = []  # of the reported steps whose cadence the summaries would use
+        self._closed = False
+
+    # -- frames ------------------------------------------------------------------------------------------
+
+    def push(self, t: float, image: NDArray[np.uint8]) -> LiveFrame:
+        """Pose one frame taken at ``t`` seconds (strictly increasing) of RGB ``(H, W, 3)`` uint8."""
+        start = time.perf_counter()
+        if self._closed:
+            raise RuntimeError("the live session is closed")
+        t = float(t)
+        if not math.isfinite(t) or t <= self._last_t:
+            raise FrameRateError(f"frame times must increase strictly: got t={t} after t={self._last_t}")
+        if (
+            not isinstance(image, np.ndarray)
+            or image.dtype != np.uint8
+            or image.ndim != 3
+            or image.shape[2] != 3
+        ):
+            what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ShapeError(f"a frame must be an RGB uint8 (H, W, 3) image, got {what}")
+        h, w = image.shape[:2]
+        if self._size is None:
+            if min(h, w) < 16 or max(h, w) > MAX_IMAGE_SIDE:
+                raise InputError(f"frame size {w}x{h} px is out of range (16-{MAX_IMAGE_SIDE} px a side)")
+            self._size = (w, h)
+        elif self._size != (w, h):
+            raise InputError(
+                f"the frame size changed mid-stream from {self._size[0]}x{self._size[1]} to {w}x{h} px"
+            )
+        self._last_t = t
+        index = self._frames
+        work, scale = self._fit(image)
+        kps, box, segment = self._pose(index, work)
+        if kps is not None and box is not None:
+            if scale != 1.0:
+                kps, box = kps * np.array([scale, scale, 1.0]), box * scale
+            self._with_pose += 1
+        self._window.append(
+            _Record(
+                index=index,
+                t=t,
+                kps=kps.copy() if kps is not None else _no_pose(self.skeleton.num_joints),
+                box=box if box is not None else np.full(4, np.nan),
+                segment=segment,
+            )
+        )
+        while self._window and t - self._window[0].t > self.window_s:
+            self._window.popleft()
+        if self._metrics_t is None:
+            self._metrics_t = t
+        self._frames += 1
+        return LiveFrame(
+            index=index,
+            t=t,
+            keypoints=kps,
+            box=box,
+            skeleton=self.skeleton.name,
+            latency_ms=(time.perf_counter() - start) * 1000,
+        )
+
+    def _fit(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
+        """The image downscaled to the analysis' long side (as offline) and the factor back to its pixels."""
+        h, w = image.shape[:2]
+        limit = self.options.max_long_side
+        if limit is None or max(h, w) <= limit:
+            return image, 1.0
+        r = limit / max(h, w)
+        size = (max(1, round(w * r)), max(1, round(h * r)))
+        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        return small, w / size[0]
+
+    def _pose(self, index: int, image: NDArray[np.uint8]) -> tuple[FloatArray | None, FloatArray | None, int]:
+        """The pipeline's per-frame step with one request in flight: (keypoints, box, segment)."""
+        tracker, params = self._tracker, self.options.tracker
+
+        def detect() -> FloatArray | None:
+            found = self.backend.detect(image, score_threshold=params.det_score_threshold)
+            return tracker.on_detections(index, found)
+
+        did_detect = tracker.needs_detection(index)
+        box = detect() if did_detect else tracker.box
+        if box is None:
+            return None, None, -1
+        kps = self.backend.pose2d(image, box[None])[0]
+        if not tracker.on_pose(index, kps) and self.options.retry_poor_pose and not did_detect:
+            retry_box = detect()
+            if retry_box is not None:
+                retry = self.backend.pose2d(image, retry_box[None])[0]
+                q = params.kp_score_threshold
+                if pose_quality(retry, min_score=q) > pose_quality(kps, min_score=q):
+                    kps, box = retry, retry_box
+                tracker.on_pose(index, kps)
+        return kps, box, tracker.segment
+
+    # -- steps -------------------------------------------------------------------------------------------
+
+    def new_steps(self, *, final: bool = False) -> list[StepOut]:
+        """The steps completed since the last answer, each reported once, in stream order; ``[]`` until
+        ``metrics_every_s`` seconds of stream time have passed since the last kinematics run, and while
+        the window holds no complete step. ``final=True``: run now and report every step found (the end
+        of the stream). Event indices are stream frame indices."""
+        if self._metrics_t is None or not self._window:
+            return []
+        if not final and self._last_t - self._metrics_t < self.metrics_every_s:
+            return []
+        self._metrics_t = self._last_t
+        try:
+            response = self._analyze_window()
+        except InputError:  # too short yet, nobody in view, ...: no steps for now
+            return []
+        end = self._window[-1].t - self.settle_s
+        first = self._window[0].index
+        out: list[StepOut] = []
+        for step in sorted(response.steps, key=lambda s: s.strike.t):
+            if step.strike.t <= self._reported_t + _SAME_STRIKE_S:
+                continue
+            if not (final or _settled(step, end)):
+                break  # this step and the later ones wait for more frames
+            out.append(_rebased(step, first))
+            self._reported_t = step.strike.t
+            self._reported += 1
+            cadence = step.metrics.get("cadence_spm")
+            if cadence is not None and _usable(step, "cadence_spm"):
+                self._cadences.append(cadence)
+        return out
+
+    def _analyze_window(self) -> KinematicsResponse:
+        """Clean, lift and analyse the window as :func:`~services.pose.pipeline.analyze_video` and
+        :meth:`Engine.analyze` do with a whole video."""
+        assert self._size is not None
+        records = list(self._window)
+        t = np.array([r.t for r in records])
+        raw = np.stack([r.kps for r in records])
+        boxes = np.stack([r.box for r in records])
+        segments = np.array([r.segment for r in records])
+        runner = dominant_segment(segments, boxes)
+        if runner is None or len(records) < 2:
+            raise InputError("no runner in the window")
+        raw[segments != runner] = _no_pose(self.skeleton.num_joints)
+        cleaned = clean_sequence(raw, t, self.skeleton, params=self.options.cleaning)
+        to_h36m = halpe26_to_h36m17 if self.skeleton.num_joints == 26 else coco17_to_h36m17
+        kps3d = self.backend.lift(to_h36m(cleaned.keypoints), image_wh=self._size)
+        height = self.options.height_m
+        if height is not None:
+            kps3d = scale_to_height(kps3d, height)
+        req = request_from_poses(
+            t,
+            kps3d,
+            metric=height is not None,
+            keypoints2d=cleaned.keypoints,
+            skeleton2d=self.skeleton.name,
+            image_wh=self._size,
+            swapped=cleaned.swapped,
+            height_m=self.spec.runner.height_m,
+            treadmill_speed_mps=self.spec.runner.treadmill_speed_mps,
+        )
+        return self._kinematics.analyze(req)
+
+    # -- bookkeeping -------------------------------------------------------------------------------------
+
+    @property
+    def buffered_frames(self) -> int:
+        """Frames held in the window."""
+        return len(self._window)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "frames": self._frames,
+            "frames_with_pose": self._with_pose,
+            "detections": self._tracker.detections,
+            "steps": self._reported,
+            "cadence_spm": round(float(np.mean(self._cadences)), 2) if self._cadences else None,
+        }
+
+    def close(self) -> None:
+        self._closed = True
+        self._window.clear()
+        self._stack.close()
+
+    def __enter__(self) -> LiveSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _no_pose(k: int) -> FloatArray:
+    """(K, 3): NaN x/y, score 0 (the pipeline's frame without a runner)."""
+    out = np.full((k, 3), np.nan)
+    out[:, 2] = 0.0
+    return out
+
+
+def _settled(step: StepOut, end: float) -> bool:
+    """Whether ``step``'s stride (strike -> the same foot's next strike, about two steps) ends by ``end``."""
+    if step.next_strike is None:
+        return False
+    return 2 * step.next_strike.t - step.strike.t <= end
+
+
+def _usable(step: StepOut, metric: str) -> bool:
+    """Whether no flag of ``step`` keeps ``metric`` out of the summaries (as
+    :func:`services.kinematics.model.usable`)."""
+    return not any(metric in FLAG_EXCLUDES.get(flag, frozenset(METRICS)) for flag in step.flags)
+
+
+def _rebased(step: StepOut, first: int) -> StepOut:
+    """``step`` with its events' frame indices moved from window to stream positions."""
+    events = {
+        name: None if e is None else e.model_copy(update={"index": e.index + first})
+        for name, e in (("strike", step.strike), ("toe_off", step.toe_off), ("next_strike", step.next_strike))
+    }
+    return step.model_copy(update=events)
