@@ -7,7 +7,7 @@ OUT    ?= out/demo
 PRESET ?= thunder
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test check bench triton clean
+.PHONY: venv demo test check bench triton up down proto clean
 
 $(BIN)/gaitway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,20 @@ test: check
 
 bench: venv
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_pipeline.py --video $(VIDEO) --out loadtests/results/pipeline.json
+	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_stream.py --video $(VIDEO) --out loadtests/results/stream.json --preset lightning
 
 triton: venv
 	$(BIN)/python -m export.repository --out out/triton-repo --preset $(PRESET) --models-dir $(SHARED)/models:$(SHARED)/reference
 	$(BIN)/python -m services.pose.triton serve --repository out/triton-repo
+
+up: venv
+	GAITWAY_MODELS_DIR=$(SHARED)/models:$(SHARED)/reference $(BIN)/python -m gateway.stack up --preset $(PRESET)
+
+down: venv
+	$(BIN)/python -m gateway.stack down
+
+proto: venv
+	$(BIN)/python -m gateway.proto.generate
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 from numpy.typing import NDArray
 
-from services.errors import InputError, ServiceUnavailableError
+from services.errors import BadRequestError, InputError, ModelError, ServiceUnavailableError
 from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
@@ -44,6 +44,16 @@ STAGES = ("queued", "pose", "kinematics", "artifacts", "done")
 
 #: progress callback: (stage, fraction of that stage done in [0, 1])
 Progress = Callable[[str, float], None]
+
+
+def check_preset(name: str | None) -> None:
+    """An unknown preset named in a request is the client's mistake (bad_request), unlike a known preset
+    whose model files are missing on the server (model_unavailable)."""
+    if name:
+        try:
+            get_preset(name)
+        except ModelError as exc:
+            raise BadRequestError(str(exc)) from None
 
 
 @dataclass(frozen=True)

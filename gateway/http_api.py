@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.core import AnalysisSpec, RunnerInfo, check_preset
 from gateway.jobs import ARTIFACTS, JobManager, status_document
 from gateway.settings import GatewaySettings
 from gateway.store import ApiKey, Job, JobState
@@ -263,8 +264,6 @@ def create_app(settings: GatewaySettings, *, manager: JobManager | None = None) 
             Header(max_length=128, description="retrying with the same key never creates a second job"),
         ] = None,
     ) -> AnalysisStatus:
-        from gateway.core import AnalysisSpec, RunnerInfo
-
         m = mgr(request)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
@@ -276,7 +275,8 @@ def create_app(settings: GatewaySettings, *, manager: JobManager | None = None) 
             preset=preset,
         )
         if preset is not None:
-            await asyncio.to_thread(m.engine.models, spec)  # an unknown preset fails before the upload
+            check_preset(preset)
+            await asyncio.to_thread(m.engine.models, spec)  # missing model files fail before the upload
         job, created = await m.submit(
             owner=key,
             chunks=request.stream(),

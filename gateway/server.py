@@ -96,6 +96,7 @@ async def serve(settings: GatewaySettings, *, started: asyncio.Future[Running] |
     finally:
         log.info("gateway stopping")
         ready_task.cancel()
+        set_serving(grpc_server, False)  # health checks see NOT_SERVING while connections drain
         http.should_exit = True
         await grpc_server.stop(grace=5.0)
         with contextlib.suppress(asyncio.CancelledError):

@@ -58,7 +58,7 @@ class GatewaySettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins (CORS)")
     # live streaming
     stream_max_inflight_frames: int = Field(
-        default=4, gt=0, description="StreamFrames: frames in analysis at once before frames are dropped"
+        default=2, gt=0, description="StreamFrames: frames waiting for analysis before the oldest is dropped"
     )
     log_json: bool = Field(default=True, description="structured JSON logs")
 
