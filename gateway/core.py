@@ -26,7 +26,7 @@ from services.errors import BadRequestError, InputError, ModelError, ServiceUnav
 from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
-from services.kinematics.schema import KinematicsResponse
+from services.kinematics.schema import KinematicsRequest, KinematicsResponse
 from services.pose.backends import EmbeddedBackend, FloatArray, ModelSet, PoseBackend
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo
@@ -245,19 +245,8 @@ class Engine:
         return AnalysisOutcome(result=result, metrics=metrics, artifacts=paths, warnings=warnings)
 
     def _metrics(self, result: AnalysisResult, spec: AnalysisSpec) -> KinematicsResponse:
-        req = request_from_poses(
-            result.t,
-            result.kps3d,
-            metric=result.units3d == "m",
-            keypoints2d=result.kps2d,
-            skeleton2d=result.skeleton2d.name,
-            image_wh=(result.info.width, result.info.height),
-            swapped=result.swapped,
-            height_m=spec.runner.height_m,
-            treadmill_speed_mps=spec.runner.treadmill_speed_mps,
-        )
         with self.kinematics() as client:
-            return client.analyze(req)
+            return client.analyze(kinematics_request(result, spec))
 
     def readiness(self) -> dict[str, str]:
         """Each dependency -> "ok" or why not. The default preset's models must resolve; Triton and
@@ -273,6 +262,22 @@ class Engine:
         if self.kinematics_url:
             checks["kinematics"] = _http_ready(self.kinematics_url.rstrip("/") + "/readyz")
         return checks
+
+
+def kinematics_request(result: AnalysisResult, spec: AnalysisSpec | None = None) -> KinematicsRequest:
+    """The kinematics service's request for an analysed video (3D, 2D, swaps, runner info)."""
+    runner = spec.runner if spec is not None else RunnerInfo()
+    return request_from_poses(
+        result.t,
+        result.kps3d,
+        metric=result.units3d == "m",
+        keypoints2d=result.kps2d,
+        skeleton2d=result.skeleton2d.name,
+        image_wh=(result.info.width, result.info.height),
+        swapped=result.swapped,
+        height_m=runner.height_m,
+        treadmill_speed_mps=runner.treadmill_speed_mps,
+    )
 
 
 class _Timed:

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -24,6 +26,7 @@ from gateway.store import JobStore
 from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gaitway.server")
+T = TypeVar("T")
 
 
 def build_manager(settings: GatewaySettings) -> JobManager:
@@ -103,6 +106,53 @@ async def serve(settings: GatewaySettings, *, started: asyncio.Future[Running] |
             await http_task
         await manager.stop()
         manager.store.close()
+
+
+class GrpcGatewayThread:
+    """The gRPC server and a job manager on their own event loop in a background thread: for tests,
+    benchmarks and embedding in a synchronous program. ``port`` is the bound port."""
+
+    def __init__(self, settings: GatewaySettings, *, start_timeout_s: float = 120.0) -> None:
+        self.settings = settings
+        self.port = 0
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="grpc-gateway")
+        self._thread.start()
+        if not self._ready.wait(start_timeout_s):
+            raise TimeoutError(f"gateway not started within {start_timeout_s:.0f} s")
+        if self._error is not None:
+            raise self._error
+
+    async def _main(self) -> None:
+        from gateway.grpc_api import create_server
+
+        try:
+            self.loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.manager = build_manager(self.settings)
+            await self.manager.start()
+            self.server, self.port = create_server(self.manager, port=self.settings.grpc_port)
+            await self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            raise
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.server.stop(None)
+            await self.manager.stop()
+            self.manager.store.close()
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float = 60) -> T:
+        """Run a coroutine on the gateway's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
 
 
 def run(settings: GatewaySettings, **_: Any) -> int:

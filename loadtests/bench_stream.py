@@ -13,12 +13,10 @@ and a Markdown table beside it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +26,9 @@ import cv2
 import grpc
 import numpy as np
 
-from gateway.grpc_api import create_server
 from gateway.proto.gaitway.v1 import gaitway_pb2 as pb
 from gateway.proto.gaitway.v1 import gaitway_pb2_grpc as pb_grpc
-from gateway.server import build_manager
+from gateway.server import GrpcGatewayThread
 from gateway.settings import GatewaySettings
 from services.pose.ingest import VideoReader
 
@@ -55,45 +52,6 @@ def encode_frames(video: str) -> list[tuple[float, bytes]]:
                 raise RuntimeError("JPEG encoding failed")
             frames.append((frame.t, jpeg.tobytes()))
     return frames
-
-
-class InProcessGateway:
-    """The gateway's gRPC server and job manager on their own event loop thread."""
-
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.port = 0
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="gateway")
-        self._thread.start()
-        self._ready.wait(120)
-        if self._error is not None:
-            raise self._error
-
-    async def _main(self) -> None:
-        try:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            manager = build_manager(self.settings)
-            await manager.start()
-            server, self.port = create_server(manager)
-            await server.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await server.stop(None)
-            await manager.stop()
-            manager.store.close()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
 
 
 def stream(
@@ -212,9 +170,9 @@ def main() -> None:
     frames = encode_frames(args.video)
     with tempfile.TemporaryDirectory() as tmp:
         settings = GatewaySettings(
-            data_dir=Path(tmp), preset=args.preset, require_api_key=False, log_json=False
+            data_dir=Path(tmp), preset=args.preset, require_api_key=False, log_json=False, grpc_port=0
         )
-        gateway = InProcessGateway(settings)
+        gateway = GrpcGatewayThread(settings)
         channel = grpc.insecure_channel(f"127.0.0.1:{gateway.port}")
         try:
             stub = pb_grpc.AnalysisStub(channel)

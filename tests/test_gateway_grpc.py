@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,12 +25,11 @@ from gateway_support import ALICE, BOB, DEMO3, TREADMILL, gateway_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from gateway.grpc_api import SERVICE_NAME, LiveStream, create_server, set_serving
-from gateway.jobs import JobManager
+from gateway.grpc_api import SERVICE_NAME, LiveStream, set_serving
 from gateway.live import LiveFrame
 from gateway.proto.gaitway.v1 import gaitway_pb2 as pb
 from gateway.proto.gaitway.v1 import gaitway_pb2_grpc as pb_grpc
-from gateway.server import build_manager
+from gateway.server import GrpcGatewayThread
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
 from services.errors import FrameRateError
@@ -47,51 +45,19 @@ STREAM_FRAMES = 90
 KEYS = f"alice:{ALICE}\nbob:{BOB}\ncarol:{CAROL}:100:1\n"
 
 
-class Gateway:
-    """The gateway's gRPC server and job manager on an event loop in a background thread."""
+class Gateway(GrpcGatewayThread):
+    """The gateway's gRPC server in a background thread, with a client channel to it."""
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="grpc-gateway")
-        self._thread.start()
-        self._ready.wait(60)
-        if self._error is not None:
-            raise self._error
+        super().__init__(settings)
         self.channel = grpc.insecure_channel(
             f"127.0.0.1:{self.port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         )
         self.stub = pb_grpc.AnalysisStub(self.channel)
 
-    async def _main(self) -> None:
-        try:
-            self.loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self.manager: JobManager = build_manager(self.settings)
-            await self.manager.start()
-            self.server, self.port = create_server(self.manager)
-            await self.server.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            raise
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.server.stop(None)
-            await self.manager.stop()
-            self.manager.store.close()
-
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float = 60) -> T:
-        """Run a coroutine on the gateway's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout)
-
     def close(self) -> None:
         self.channel.close()
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
+        super().close()
 
 
 @pytest.fixture(scope="module")

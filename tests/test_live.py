@@ -14,10 +14,9 @@ import pytest
 from conftest import SHARED
 from numpy.typing import NDArray
 
-from gateway.core import AnalysisSpec, Engine
+from gateway.core import AnalysisSpec, Engine, kinematics_request
 from gateway.live import MAX_IMAGE_SIDE, LiveFrame, LiveSession, decode_image
 from services.errors import FrameRateError, InputError, ShapeError
-from services.kinematics.client import request_from_poses
 from services.kinematics.schema import KinematicsResponse, StepOut
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo, VideoReader
@@ -132,17 +131,7 @@ def _offline(engine: Engine, pose_workers: int) -> tuple[AnalysisResult, Kinemat
     with engine.backend(engine.models(spec), pose_workers=pose_workers) as backend:
         result = analyze_video(CLIP, backend, spec.options())
     with engine.kinematics() as client:
-        metrics = client.analyze(
-            request_from_poses(
-                result.t,
-                result.kps3d,
-                metric=result.units3d == "m",
-                keypoints2d=result.kps2d,
-                skeleton2d=result.skeleton2d.name,
-                image_wh=(result.info.width, result.info.height),
-                swapped=result.swapped,
-            )
-        )
+        metrics = client.analyze(kinematics_request(result))
     return result, metrics
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from conftest import SHARED
 from gateway_support import DEMO3, TREADMILL
 
 from gateway.cli import main as cli_main
+from gateway.proto.gaitway.v1 import gaitway_pb2 as pb
+from gateway.proto.gaitway.v1 import gaitway_pb2_grpc as rpc
 from gateway.stack import LocalStack, Ports
 
 pytestmark = pytest.mark.triton
@@ -105,6 +108,33 @@ def test_end_to_end_equals_the_cli(stack: LocalStack, tmp_path: Path) -> None:
     assert "POST /v1/kinematics" in stack.log_tail("kinematics", 200)
 
 
+def test_grpc_upload_through_the_stack_equals_http(stack: LocalStack) -> None:
+    meta = [("x-api-key", stack.api_key)]
+
+    def requests() -> Iterator[pb.AnalyzeVideoRequest]:
+        yield pb.AnalyzeVideoRequest(
+            metadata=pb.UploadMetadata(filename="demo3.mp4", content_type="video/mp4")
+        )
+        data = DEMO3.read_bytes()
+        for i in range(0, len(data), 32 * 1024):
+            yield pb.AnalyzeVideoRequest(chunk=data[i : i + 32 * 1024])
+
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    with grpc.insecure_channel(stack.gateway_grpc, options=options) as channel:
+        api = rpc.AnalysisStub(channel)
+        status = api.AnalyzeVideo(requests(), metadata=meta, timeout=60)
+        final = list(api.WatchAnalysis(pb.WatchAnalysisRequest(id=status.id), metadata=meta, timeout=300))[-1]
+    assert final.state == pb.ANALYSIS_STATE_DONE, final
+    grpc_doc = json.loads(final.result_json)
+    http_id = _upload(stack, DEMO3)
+    assert _wait(stack, http_id)["state"] == "done"
+    with _client(stack) as c:
+        http_doc = c.get(f"/v1/analyses/{http_id}/result").json()
+    a = np.array([f["keypoints2d"] for f in grpc_doc["poses"]["frames"]], dtype=float)
+    b = np.array([f["keypoints2d"] for f in http_doc["poses"]["frames"]], dtype=float)
+    np.testing.assert_array_equal(a, b)
+
+
 def test_triton_killed_mid_job_is_retried_once_it_is_back(stack: LocalStack) -> None:
     job_id = _upload(stack, TREADMILL)
     assert _wait(stack, job_id, until=0.2)["state"] == "running"
@@ -121,6 +151,10 @@ def test_triton_down_ends_the_job_with_a_clear_error(stack: LocalStack) -> None:
     assert _wait(stack, job_id, until=0.1)["state"] == "running"
     stack.kill("triton")
     try:
+        with _client(stack) as c:
+            ready = c.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["triton"].startswith("unreachable")
         s = _wait(stack, job_id)
     finally:
         stack.start("triton")

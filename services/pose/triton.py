@@ -15,8 +15,13 @@ also means one implementation, tested once, behind every backend.
 
 The pipeline is synchronous and keeps several 2D requests in flight from worker threads, so the backend
 owns an asyncio loop in a helper thread, running one ``tritonclient.grpc.aio`` client; the blocking
-methods submit coroutines to it. Concurrent requests reach Triton's dynamic batcher, which merges them.
-:meth:`TritonBackend.stream` sends many requests over one bidirectional gRPC stream.
+methods submit coroutines to it. The pose-backend calls (detect, pose2d, lift) travel over one long-lived
+bidirectional gRPC stream (``ModelStreamInfer``, :class:`_InferStream`): requests from every worker thread
+go in as they come, responses are matched back by request id, and Triton's dynamic batcher merges the
+requests in flight. A stream error cannot be tied to one request (Triton sends none with it), so it fails
+every request then in flight and the next request opens a new stream; errors there mean the server is in
+trouble, because the codecs only send well-formed tensors. The generic :meth:`TritonBackend.infer` family
+uses unary calls, where each request succeeds or fails alone.
 
 tritonclient and gRPC errors become :mod:`services.errors` in one place, :func:`translate_error`: an
 unreachable server is :class:`~services.errors.ServiceUnavailableError`, a request the server rejects or
@@ -274,6 +279,74 @@ def _grpc_target(url: str) -> str:
     return url
 
 
+class _InferStream:
+    """One ``ModelStreamInfer`` call shared by many concurrent requests (runs on the backend's loop)."""
+
+    def __init__(self, client: Any, *, url: str, timeout_s: float) -> None:
+        self._client = client
+        self._url = url
+        self._timeout_s = timeout_s
+        self._ids = itertools.count()
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._pending: dict[str, tuple[asyncio.Future[list[NDArray[Any]]], list[str]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def infer(self, model: str, inputs: Tensors, outputs: Sequence[str]) -> list[NDArray[Any]]:
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        rid = f"p{next(self._ids)}"
+        future: asyncio.Future[list[NDArray[Any]]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (future, list(outputs))
+        ins, outs = TritonBackend._request(inputs, outputs)
+        self._queue.put_nowait(
+            {"model_name": model, "inputs": ins, "outputs": outs or None, "request_id": rid}
+        )
+        try:
+            return await asyncio.wait_for(future, timeout=self._timeout_s)
+        finally:
+            self._pending.pop(rid, None)
+
+    async def _requests(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            yield item
+
+    async def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            async for result, err in self._client.stream_infer(self._requests()):
+                if err is not None:
+                    error = err
+                    break
+                response = result.get_response()
+                entry = self._pending.get(response.id)
+                if entry is None or entry[0].done():
+                    continue  # timed out meanwhile
+                future, outputs = entry
+                names = outputs or [o.name for o in response.outputs]
+                future.set_result([result.as_numpy(n) for n in names])
+        except (InferenceServerException, grpc.RpcError) as exc:
+            error = exc
+        except asyncio.CancelledError:
+            error = ServiceUnavailableError(f"the inference stream to Triton at {self._url} was closed")
+        if error is None:
+            error = ServiceUnavailableError(f"Triton at {self._url} ended the inference stream")
+        for future, _ in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(error)
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(self._task, timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+
 class TritonBackend:
     """All three roles on a Triton server over gRPC; codecs run locally (see the module docstring).
 
@@ -298,6 +371,7 @@ class TritonBackend:
         self._thread = threading.Thread(target=self._loop.run_forever, name="triton-client", daemon=True)
         self._thread.start()
         self._client: Any = None
+        self._stream_rpc: _InferStream | None = None
         self._io: dict[str, tuple[list[str], list[str], int]] = {}
         try:
             self._client = self._call(self._connect())
@@ -437,17 +511,29 @@ class TritonBackend:
             raise translate_error(errors[0], url=self.url, model=model)
         return [results[rid] for rid in ids]
 
+    async def _streamed(self, model: str, batches: Sequence[Tensors]) -> list[list[NDArray[Any]]]:
+        if self._stream_rpc is None:
+            self._stream_rpc = _InferStream(self._client, url=self.url, timeout_s=self.timeout_s)
+        outputs = self._io[model][1]
+        try:
+            return list(await asyncio.gather(*(self._stream_rpc.infer(model, b, outputs) for b in batches)))
+        except (InferenceServerException, grpc.RpcError) as exc:
+            raise translate_error(exc, url=self.url, model=model) from exc
+
     def _batched(self, model: str, name: str, x: NDArray[Any], step: int | None) -> list[NDArray[Any]]:
-        """Run ``x`` in chunks of at most the model's max batch size, all chunks in flight at once."""
+        """Run ``x`` in chunks of at most the model's max batch size, all chunks in flight at once over
+        the shared inference stream."""
         limit = self._io[model][2] or 1
         step = min(step or limit, limit)
-        outs = self.infer_many(model, [{name: x[i : i + step]} for i in range(0, len(x), step)])
+        chunks = [{name: x[i : i + step]} for i in range(0, len(x), step)]
+        outs = self._call(self._streamed(model, chunks), model)
         return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
 
     # -- PoseBackend
     def detect(self, image: NDArray[np.uint8], *, score_threshold: float) -> FloatArray:
         x, letterbox = rtmdet_preprocess(image, input_wh=self._det_input)
-        dets, labels = self.infer(self.detector_name, {self._io[self.detector_name][0][0]: x})
+        inputs = {self._io[self.detector_name][0][0]: x}
+        dets, labels = self._call(self._streamed(self.detector_name, [inputs]), self.detector_name)[0]
         return rtmdet_decode(dets[0], labels[0], letterbox, score_threshold=score_threshold)
 
     def pose2d(self, image: NDArray[np.uint8], boxes: FloatArray) -> FloatArray:
@@ -470,6 +556,10 @@ class TritonBackend:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        if self._stream_rpc is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._stream_rpc.close(), self._loop).result(timeout=10)
+            self._stream_rpc = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=5)
