@@ -236,7 +236,6 @@ class JobManager:
                 job_id=job_id,
             )
         except BaseException:
-            part.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
             raise
         finally:
@@ -282,15 +281,19 @@ class JobManager:
         yield job
         seen = (job.state, job.stage, round(job.progress, 3))
         event = self._events.setdefault(job_id, asyncio.Event())
-        while job.state not in TERMINAL:
-            event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=poll_s)
-            job = await asyncio.to_thread(self.store.get, job_id)
-            now = (job.state, job.stage, round(job.progress, 3))
-            if now != seen:
-                seen = now
-                yield job
+        try:
+            while job.state not in TERMINAL:
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=poll_s)
+                job = await asyncio.to_thread(self.store.get, job_id)
+                now = (job.state, job.stage, round(job.progress, 3))
+                if now != seen:
+                    seen = now
+                    yield job
+        finally:
+            if job.state in TERMINAL:
+                self._events.pop(job_id, None)  # other watchers of this job still poll the store
 
     def result_document(self, job: Job) -> dict[str, Any]:
         """{"job": status, "poses": poses.json, "metrics": metrics.json or None} of a finished job."""
