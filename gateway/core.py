@@ -167,13 +167,23 @@ class Engine:
         self.kinematics_url = kinematics_url
         self.store = ModelStore(settings.model_search_path())
         self._embedded: dict[tuple[str, str, str, int], EmbeddedBackend] = {}
+        self._models: dict[tuple[str, str, str], ModelSet] = {}
         self._lock = threading.Lock()
         #: called with (role, seconds) after each Triton call (the gateway feeds its latency histogram)
         self.on_triton_call: Callable[[str, float], None] | None = None
 
     def models(self, spec: AnalysisSpec) -> ModelSet:
-        preset = get_preset(spec.preset or self.settings.preset)
-        return ModelSet.resolve(self.store, preset, pose2d=spec.pose2d, lifter=spec.lifter)
+        """The verified models of ``spec``. Resolving hashes every file, so a model set that resolved
+        once is kept (jobs, live sessions and readiness probes reuse it); failures are not kept, so a
+        model file added later is found."""
+        key = (spec.preset or self.settings.preset, spec.pose2d, spec.lifter)
+        with self._lock:
+            found = self._models.get(key)
+        if found is None:
+            found = ModelSet.resolve(self.store, get_preset(key[0]), pose2d=spec.pose2d, lifter=spec.lifter)
+            with self._lock:
+                self._models[key] = found
+        return found
 
     @contextmanager
     def backend(self, models: ModelSet, *, pose_workers: int = 2) -> Iterator[PoseBackend]:

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.core import AnalysisSpec, RunnerInfo, check_preset
-from gateway.jobs import ARTIFACTS, JobManager, status_document
+from gateway.jobs import ARTIFACTS, JobManager, require_done, status_document
 from gateway.settings import GatewaySettings
 from gateway.store import ApiKey, Job, JobState
 from gateway.telemetry import request_id
@@ -332,8 +332,7 @@ def create_app(settings: GatewaySettings, *, manager: JobManager | None = None) 
     async def list_artifacts(request: Request, key: Caller, analysis_id: str) -> list[ArtifactLink]:
         m = mgr(request)
         job = await asyncio.to_thread(partial(m.get, analysis_id, owner=key))
-        if job.state is not JobState.DONE:
-            m.result_document(job)  # raises not_ready with the reason
+        require_done(job)
         folder = m.job_dir(job.id)
         return [
             ArtifactLink(name=name, media_type=a.media_type, url=f"/v1/analyses/{job.id}/artifacts/{name}")

@@ -267,7 +267,7 @@ class JobManager:
     # -- reading ---------------------------------------------------------------------------------------
 
     def get(self, job_id: str, *, owner: ApiKey) -> Job:
-        return self.store.get(job_id, owner=None if owner.id == "key_anonymous" else owner.id)
+        return self.store.get(job_id, owner=owner.id)
 
     def list_jobs(
         self, *, owner: ApiKey, limit: int = 20, cursor: str | None = None, state: JobState | None = None
@@ -297,9 +297,7 @@ class JobManager:
 
     def result_document(self, job: Job) -> dict[str, Any]:
         """{"job": status, "poses": poses.json, "metrics": metrics.json or None} of a finished job."""
-        if job.state is not JobState.DONE:
-            detail = f" ({job.error_code}: {job.error_message})" if job.state is JobState.FAILED else ""
-            raise NotReadyError(f"analysis {job.id} is {job.state.value}{detail}; no result")
+        require_done(job)
         folder = self.job_dir(job.id)
         metrics = folder / ARTIFACTS["metrics"].filename
         return {
@@ -313,8 +311,7 @@ class JobManager:
         art = ARTIFACTS.get(name)
         if art is None:
             raise NotFoundError(f"no artifact {name!r}; known: {', '.join(ARTIFACTS)}")
-        if job.state is not JobState.DONE:
-            raise NotReadyError(f"analysis {job.id} is {job.state.value}; artifacts exist once it is done")
+        require_done(job)
         path = self.job_dir(job.id) / art.filename
         if not path.is_file():
             raise NotFoundError(
@@ -431,6 +428,13 @@ class JobManager:
         outcome = self.engine.analyze(self.upload_path(job_id), out, spec, progress=progress)
         self.telemetry.stage_seconds.labels("artifacts").observe(time.perf_counter() - stage_t0)
         return outcome
+
+
+def require_done(job: Job) -> None:
+    """Raise NotReadyError (with the failure, if any) unless ``job`` is done."""
+    if job.state is not JobState.DONE:
+        detail = f" ({job.error_code}: {job.error_message})" if job.state is JobState.FAILED else ""
+        raise NotReadyError(f"analysis {job.id} is {job.state.value}{detail}; results exist once it is done")
 
 
 def status_document(job: Job) -> dict[str, Any]:

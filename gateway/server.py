@@ -155,6 +155,6 @@ class GrpcGatewayThread:
         self._thread.join(60)
 
 
-def run(settings: GatewaySettings, **_: Any) -> int:
+def run(settings: GatewaySettings) -> int:
     asyncio.run(serve(settings))
     return 0

@@ -11,9 +11,6 @@ import contextvars
 import json
 import logging
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -73,14 +70,6 @@ class Telemetry:
         self.stream_frames_dropped = Counter(
             "gaitway_stream_frames_dropped", "StreamFrames frames dropped under backpressure", registry=r
         )
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stage_seconds.labels(name).observe(time.perf_counter() - t0)
 
 
 class JsonFormatter(logging.Formatter):
