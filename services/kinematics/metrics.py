@@ -87,6 +87,7 @@ from services.kinematics.angles import (
     sagittal_angles_2d,
     validate_motion,
 )
+from services.kinematics.body import leg_length, pelvis_height
 from services.kinematics.events import MAX_CADENCE_SPM, MIN_CADENCE_SPM, detect_events
 from services.kinematics.model import (
     FLAGS,
@@ -164,42 +165,6 @@ def _excursion(x: FloatArray) -> float:
 def _at(series: FloatArray, t: FloatArray, time: float) -> float:
     """Linear interpolation of a series at ``time`` (NaN if a neighbour is NaN)."""
     return float(np.interp(time, t, series))
-
-
-def _pelvis_height(motion: Motion, root: FloatArray, up: FloatArray) -> FloatArray:
-    """Pelvis height along ``up`` per frame, from 2D when the 3D is root-relative (see the module doc)."""
-    height = root @ up
-    spread = np.nanmax(height) - np.nanmin(height) if np.isfinite(height).any() else 0.0
-    if spread > 1e-6 * _leg_length(motion):
-        return height
-    kps = motion.keypoints2d
-    if kps is None:
-        return np.full_like(height, np.nan)
-    xy = np.asarray(kps.xy, dtype=np.float64)[..., :2]
-    # COCO-17 and Halpe-26 share the first 17 indices: hips 11/12, knees 13/14, ankles 15/16
-    legs_2d = [
-        np.linalg.norm(xy[:, h] - xy[:, k], axis=-1) + np.linalg.norm(xy[:, k] - xy[:, a], axis=-1)
-        for h, k, a in ((11, 13, 15), (12, 14, 16))
-    ]
-    px = np.concatenate(legs_2d)
-    px = px[np.isfinite(px)]
-    if px.size == 0:
-        return np.full_like(height, np.nan)
-    units_per_px = _leg_length(motion) / float(np.median(px))
-    return -(xy[:, 11, 1] + xy[:, 12, 1]) / 2.0 * units_per_px  # image y points down
-
-
-def _leg_length(motion: Motion) -> float:
-    lengths = []
-    for side in SIDES:
-        hip, knee, ankle = (joint(motion, f"{side}_{j}") for j in ("hip", "knee", "ankle"))
-        if hip is None or knee is None or ankle is None:
-            continue
-        leg = np.linalg.norm(knee - hip, axis=1) + np.linalg.norm(ankle - knee, axis=1)
-        leg = leg[np.isfinite(leg)]
-        if leg.size:
-            lengths.append(float(np.median(leg)))
-    return float(np.mean(lengths)) if lengths else math.nan
 
 
 def _is_side_view(motion: Motion, right: FloatArray, up: FloatArray) -> bool:
@@ -311,8 +276,8 @@ def analyze_motion(
 
     root = root_position(motion)
     assert root is not None  # both hips are present
-    height = _smooth(_pelvis_height(motion, root, up), t, cutoff_hz)
-    scale = 100.0 if motion.metric else 1.0 / _leg_length(motion)
+    height = _smooth(pelvis_height(motion, root, up), t, cutoff_hz)
+    scale = 100.0 if motion.metric else 1.0 / leg_length(motion)
     series[PELVIS_SERIES] = (height - np.nanmedian(height)) * scale if np.isfinite(height).any() else height
 
     oop: NDArray[np.bool_] | None = None
