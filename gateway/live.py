@@ -11,7 +11,9 @@ would, and hands back the steps not reported before.
 
 A step is reported once its stride is over (its foot's next strike, about two step times after its own)
 and ``settle_s`` more seconds have streamed in, so that its events and its stride metrics no longer depend
-on where the window ends; a strike is never reported twice, however slightly the windows place it.
+on where the window ends; a step striking within ``_LEAD_S`` of the start of a window that has slid is not
+reported from it (the filters there lack the frames before); a strike is never reported twice, however
+slightly the windows place it.
 ``new_steps(final=True)`` at the end of a stream reports the steps still held back.
 """
 
@@ -19,10 +21,10 @@ from __future__ import annotations
 
 import math
 import struct
-import time
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -30,16 +32,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.core import AnalysisSpec, Engine
+from gateway.core import AnalysisSpec, Engine, running_metrics
 from services.errors import FrameRateError, InputError, ShapeError
-from services.kinematics.client import KinematicsClient, request_from_poses
+from services.kinematics.client import KinematicsClient
 from services.kinematics.events import MAX_CADENCE_SPM
-from services.kinematics.model import FLAG_EXCLUDES, METRICS
-from services.kinematics.schema import KinematicsResponse, StepOut
+from services.kinematics.schema import KinematicsResponse, StepOut, TimeBaseIn
 from services.pose.backends import PoseBackend
-from services.pose.lifting import coco17_to_h36m17, halpe26_to_h36m17, scale_to_height
-from services.pose.sequence import clean_sequence
-from services.pose.tracking import RunnerTracker, dominant_segment, pose_quality
+from services.pose.stages import FramePoser, keep_runner, lift_sequence
 
 __all__ = ["MAX_IMAGE_SIDE", "LiveFrame", "LiveSession", "decode_image"]
 
@@ -51,6 +50,9 @@ MAX_IMAGE_SIDE = 4096
 MAX_FPS = 240.0
 #: a strike this close to one already reported (a third of the shortest running step) is the same strike
 _SAME_STRIKE_S = 60.0 / MAX_CADENCE_SPM / 3
+#: steps striking this close (seconds) to the start of a window that has slid are not reported from it: the
+#: filters and the event anchors there lack the frames before
+_LEAD_S = 0.5
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -135,7 +137,6 @@ class LiveFrame:
     keypoints: FloatArray | None  # (K, 3) x, y (pixels of the image as sent), score; None: no runner
     box: FloatArray | None  # (4,) x0 y0 x1 y1 of the runner, pixels of the image as sent
     skeleton: str  # layout of ``keypoints``, e.g. "coco17"
-    latency_ms: float  # time spent in push()
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,9 @@ class LiveSession:
             self._stack.close()
             raise
         self.skeleton = self.backend.pose_codec.skeleton
-        self._tracker = RunnerTracker(self.options.tracker)
+        self._poser = FramePoser(
+            self.backend, self.options.tracker, retry_poor_pose=self.options.retry_poor_pose
+        )
         self._window: deque[_Record] = deque(maxlen=math.ceil(window_s * MAX_FPS) + 1)
         self._size: tuple[int, int] | None = None  # (width, height) of the images as sent
         self._frames = 0
@@ -204,7 +207,6 @@ class LiveSession:
 
     def push(self, t: float, image: NDArray[np.uint8]) -> LiveFrame:
         """Pose one frame taken at ``t`` seconds (strictly increasing) of RGB ``(H, W, 3)`` uint8."""
-        start = time.perf_counter()
         if self._closed:
             raise RuntimeError("the live session is closed")
         t = float(t)
@@ -230,18 +232,18 @@ class LiveSession:
         self._last_t = t
         index = self._frames
         work, scale = self._fit(image)
-        kps, box, segment = self._pose(index, work)
-        if kps is not None and box is not None:
-            if scale != 1.0:
-                kps, box = kps * np.array([scale, scale, 1.0]), box * scale
+        posed = self._poser.step(index, work)
+        kps, box = posed.kps * np.array([scale, scale, 1.0]), posed.box
+        if box is not None:
+            box = box * scale
             self._with_pose += 1
         self._window.append(
             _Record(
                 index=index,
                 t=t,
-                kps=kps.copy() if kps is not None else _no_pose(self.skeleton.num_joints),
+                kps=kps,
                 box=box if box is not None else np.full(4, np.nan),
-                segment=segment,
+                segment=posed.segment,
             )
         )
         while self._window and t - self._window[0].t > self.window_s:
@@ -252,10 +254,9 @@ class LiveSession:
         return LiveFrame(
             index=index,
             t=t,
-            keypoints=kps,
+            keypoints=kps if box is not None else None,
             box=box,
             skeleton=self.skeleton.name,
-            latency_ms=(time.perf_counter() - start) * 1000,
         )
 
     def _fit(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
@@ -268,29 +269,6 @@ class LiveSession:
         size = (max(1, round(w * r)), max(1, round(h * r)))
         small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
         return small, w / size[0]
-
-    def _pose(self, index: int, image: NDArray[np.uint8]) -> tuple[FloatArray | None, FloatArray | None, int]:
-        """The pipeline's per-frame step with one request in flight: (keypoints, box, segment)."""
-        tracker, params = self._tracker, self.options.tracker
-
-        def detect() -> FloatArray | None:
-            found = self.backend.detect(image, score_threshold=params.det_score_threshold)
-            return tracker.on_detections(index, found)
-
-        did_detect = tracker.needs_detection(index)
-        box = detect() if did_detect else tracker.box
-        if box is None:
-            return None, None, -1
-        kps = self.backend.pose2d(image, box[None])[0]
-        if not tracker.on_pose(index, kps) and self.options.retry_poor_pose and not did_detect:
-            retry_box = detect()
-            if retry_box is not None:
-                retry = self.backend.pose2d(image, retry_box[None])[0]
-                q = params.kp_score_threshold
-                if pose_quality(retry, min_score=q) > pose_quality(kps, min_score=q):
-                    kps, box = retry, retry_box
-                tracker.on_pose(index, kps)
-        return kps, box, tracker.segment
 
     # -- steps -------------------------------------------------------------------------------------------
 
@@ -310,9 +288,10 @@ class LiveSession:
             return []
         end = self._window[-1].t - self.settle_s
         first = self._window[0].index
+        begin = self._window[0].t + _LEAD_S if first > 0 else -math.inf
         out: list[StepOut] = []
         for step in sorted(response.steps, key=lambda s: s.strike.t):
-            if step.strike.t <= self._reported_t + _SAME_STRIKE_S:
+            if step.strike.t <= self._reported_t + _SAME_STRIKE_S or step.strike.t < begin:
                 continue
             if not (final or _settled(step, end)):
                 break  # this step and the later ones wait for more frames
@@ -320,41 +299,35 @@ class LiveSession:
             self._reported_t = step.strike.t
             self._reported += 1
             cadence = step.metrics.get("cadence_spm")
-            if cadence is not None and _usable(step, "cadence_spm"):
+            if cadence is not None and "cadence_spm" not in step.excluded:
                 self._cadences.append(cadence)
         return out
 
     def _analyze_window(self) -> KinematicsResponse:
-        """Clean, lift and analyse the window as :func:`~services.pose.pipeline.analyze_video` and
-        :meth:`Engine.analyze` do with a whole video."""
+        """The window's steps: :func:`~services.pose.stages.keep_runner`, then
+        :func:`~gateway.core.running_metrics` on :func:`~services.pose.stages.lift_sequence`, as an offline
+        analysis of the same frames does."""
         assert self._size is not None
         records = list(self._window)
-        t = np.array([r.t for r in records])
-        raw = np.stack([r.kps for r in records])
-        boxes = np.stack([r.box for r in records])
-        segments = np.array([r.segment for r in records])
-        runner = dominant_segment(segments, boxes)
-        if runner is None or len(records) < 2:
-            raise InputError("no runner in the window")
-        raw[segments != runner] = _no_pose(self.skeleton.num_joints)
-        cleaned = clean_sequence(raw, t, self.skeleton, params=self.options.cleaning)
-        to_h36m = halpe26_to_h36m17 if self.skeleton.num_joints == 26 else coco17_to_h36m17
-        kps3d = self.backend.lift(to_h36m(cleaned.keypoints), image_wh=self._size)
-        height = self.options.height_m
-        if height is not None:
-            kps3d = scale_to_height(kps3d, height)
-        req = request_from_poses(
-            t,
-            kps3d,
-            metric=height is not None,
-            keypoints2d=cleaned.keypoints,
-            skeleton2d=self.skeleton.name,
-            image_wh=self._size,
-            swapped=cleaned.swapped,
-            height_m=self.spec.runner.height_m,
-            treadmill_speed_mps=self.spec.runner.treadmill_speed_mps,
+        if len(records) < 2:
+            raise InputError("the window holds fewer than two frames")
+        raw, _, _ = keep_runner(
+            np.stack([r.kps for r in records]),
+            np.stack([r.box for r in records]),
+            np.array([r.segment for r in records]),
         )
-        return self._kinematics.analyze(req)
+        if not np.isfinite(raw[..., 0]).any():
+            raise InputError("no runner in the window")
+        relift = partial(
+            lift_sequence,
+            backend=self.backend,
+            image_wh=self._size,
+            cleaning=self.options.cleaning,
+            height_m=self.options.height_m,
+        )
+        seq = relift(raw, np.array([r.t for r in records]))
+        clock = TimeBaseIn(factor=1.0, source="clock")  # the client's capture times are real time
+        return running_metrics(seq, self._kinematics, self.spec.runner, relift=relift, time_base=clock)[1]
 
     # -- bookkeeping -------------------------------------------------------------------------------------
 
@@ -367,7 +340,7 @@ class LiveSession:
         return {
             "frames": self._frames,
             "frames_with_pose": self._with_pose,
-            "detections": self._tracker.detections,
+            "detections": self._poser.tracker.detections,
             "steps": self._reported,
             "cadence_spm": round(float(np.mean(self._cadences)), 2) if self._cadences else None,
         }
@@ -386,24 +359,11 @@ class LiveSession:
         self.close()
 
 
-def _no_pose(k: int) -> FloatArray:
-    """(K, 3): NaN x/y, score 0 (the pipeline's frame without a runner)."""
-    out = np.full((k, 3), np.nan)
-    out[:, 2] = 0.0
-    return out
-
-
 def _settled(step: StepOut, end: float) -> bool:
     """Whether ``step``'s stride (strike -> the same foot's next strike, about two steps) ends by ``end``."""
     if step.next_strike is None:
         return False
     return 2 * step.next_strike.t - step.strike.t <= end
-
-
-def _usable(step: StepOut, metric: str) -> bool:
-    """Whether no flag of ``step`` keeps ``metric`` out of the summaries (as
-    :func:`services.kinematics.model.usable`)."""
-    return not any(metric in FLAG_EXCLUDES.get(flag, frozenset(METRICS)) for flag in step.flags)
 
 
 def _rebased(step: StepOut, first: int) -> StepOut:

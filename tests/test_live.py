@@ -131,7 +131,7 @@ def _offline(engine: Engine, pose_workers: int) -> tuple[AnalysisResult, Kinemat
     with engine.backend(engine.models(spec), pose_workers=pose_workers) as backend:
         result = analyze_video(CLIP, backend, spec.options())
     with engine.kinematics() as client:
-        metrics = client.analyze(kinematics_request(result))
+        metrics = client.analyze(kinematics_request(result.sequence))
     return result, metrics
 
 
@@ -192,14 +192,19 @@ def test_live_steps_are_the_offline_steps_each_reported_once(
     strikes = np.array([s.strike.t for s in live.steps])
     assert (np.diff(strikes) > 0.25).all()  # strictly increasing, no strike twice (steps are ~0.36 s)
     offline = np.array([s.strike.t for s in offline_serial[1].steps])
-    assert abs(len(strikes) - len(offline)) <= 1 and len(strikes) >= 14  # 6.5 s at ~168 steps/min
-    for t in strikes:
-        assert np.abs(offline - t).min() < 0.05
+    # the same steps from the same frames: one live strike per offline strike, in order, within 20 ms
+    assert len(strikes) == len(offline) >= 14  # 6.5 s at ~168 steps/min
+    np.testing.assert_allclose(strikes, offline, atol=0.02)
+    assert [s.side for s in live.steps] == [s.side for s in offline_serial[1].steps]
     # event indices are stream frame indices
     t_frames = np.array([f.t for f in live.frames])
     for s in live.steps:
         assert abs(t_frames[s.strike.index] - s.strike.t) <= 1 / FPS
-        assert s.next_strike is not None and s.next_strike.index > s.strike.index
+        assert s.next_strike is None or s.next_strike.index > s.strike.index
+    # while streaming a step is reported once its stride is over; only the end of the stream reports
+    # contacts whose step the clip cuts short
+    streamed = live.steps[: len(live.steps) - len(live.final)]
+    assert all(s.next_strike is not None for s in streamed)
     # mean cadence of the reported steps (as the summaries count them) against the offline analysis
     cadence = live.summary["cadence_spm"]
     assert isinstance(cadence, float)
@@ -250,7 +255,6 @@ def test_push_refuses_bad_times_shapes_and_size_changes(engine: Engine) -> None:
     with LiveSession(engine, SPEC) as session:
         frame = session.push(1.0, blank)
         assert frame.index == 0 and frame.keypoints is None and frame.box is None
-        assert frame.latency_ms > 0
         for t in (1.0, 0.5, float("nan")):
             with pytest.raises(FrameRateError):
                 session.push(t, blank)

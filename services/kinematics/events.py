@@ -39,7 +39,8 @@ rather than reported unrefined; without knee angles the toe-off anchor itself is
 Processing: short gaps (up to :data:`MAX_GAP_S`) are bridged linearly; the signals and the knee angle
 are low-passed (zero-phase Butterworth, order 4, :data:`DEFAULT_CUTOFF_HZ`, via
 :func:`services.pose.sequence.lowpass`, which handles NaN runs and variable frame rates); anchors are
-picked per run of finite samples with :func:`scipy.signal.find_peaks`, with a refractory distance of
+picked per run of finite samples with :func:`scipy.signal.find_peaks` (none within :data:`EDGE_S` of either
+end of a run, whose other side is unseen), with a refractory distance of
 :data:`REFRACTORY_FRACTION` of the shortest stride allowed by the cadence prior (230 steps/min -> a stride
 of 0.52 s) and a prominence of at least :data:`MIN_PROMINENCE_FRACTION` of the signal's 5-95 % range.
 Slower strides (slow-motion clips included) are not excluded: the metrics flag them. Anchor times are
@@ -83,6 +84,9 @@ REFRACTORY_FRACTION = 0.7
 STRIKE_VELOCITY_FRACTION = 0.75
 #: minimum prominence of an extremum, as a fraction of the signal's 5-95 percentile range
 MIN_PROMINENCE_FRACTION = 0.25
+#: an extremum closer than this (seconds) to either end of its run of data is not an anchor: its other side
+#: is unseen, so whether it is one would depend on where the data happens to stop
+EDGE_S = 0.1
 
 _METHODS = ("auto", "running", "zeni")
 
@@ -180,6 +184,8 @@ def _extrema(x: FloatArray, t: FloatArray, fs: float, *, maximum: bool) -> list[
         peaks, _ = find_peaks(seg, distance=distance, prominence=prominence)
         for p in peaks:
             i = start + int(p)
+            if min(t[i] - t[start], t[stop - 1] - t[i]) < EDGE_S:
+                continue  # too close to the end of the data for its shape (and prominence) to be known
             a, b, c = y[i - 1], y[i], y[i + 1]
             denom = a - 2.0 * b + c
             delta = 0.5 * (a - c) / denom if denom < 0 else 0.0
@@ -258,8 +264,10 @@ def _refine(
     t: FloatArray,
 ) -> list[tuple[str, int, float]]:
     """Running refinement of the Zeni anchors of one foot (see the module docstring). Where a
-    neighbouring anchor is missing (clip edges, gaps) the window uses the foot's typical anchor spacing;
-    a strike whose window is cut short by the clip's edge is dropped rather than left unrefined."""
+    neighbouring anchor is missing inside the data (a gap) the window uses the foot's typical anchor
+    spacing; a strike with no toe-off anchor after it (its stance cut by the end of the data) is dropped
+    rather than refined with a guessed window, so that whether it counts depends only on the frames
+    around it, never on statistics of the whole sequence (a live window and the whole clip agree)."""
     velocity = np.gradient(signals.strike[side], t)
     n = t.size
     strikes = [(i, ti) for kind, i, ti, _ in raw if kind == "strike"]
@@ -274,14 +282,15 @@ def _refine(
     typical = int(np.median(spans)) if spans else None
     out: list[tuple[str, int, float]] = []
     refined: list[tuple[int, float]] = []
+    last_toe_off = toe_offs[-1][1] if toe_offs else -np.inf
     for i, ti in strikes:
         f = following(ti, toe_offs)
         if f is not None:
             end = f[0]
-        elif typical is not None and i + typical < n:
-            end = i + typical
+        elif typical is not None and ti < last_toe_off and i + typical < n:
+            end = i + typical  # a toe-off anchor lost in a gap: the foot's typical span
         else:
-            continue  # cut by the end of the clip
+            continue  # no toe-off anchor after it: its stance is cut by the end of the data
         hit = _strike_from_velocity(velocity, t, i, end)
         if hit is not None:
             refined.append(hit)

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from services.errors import InferenceError, InputError
-from services.pose.skeletons import H36M17
+from services.pose.skeletons import H36M17, Skeleton
 
 __all__ = [
     "HEIGHT_PER_CHAIN",
@@ -156,6 +156,23 @@ def halpe26_to_h36m17(kps: ArrayLike) -> NDArray[np.float64]:
         out[..., h36m, :] = src[..., halpe, :]
     out[..., SPINE, :] = (src[..., 18, :] + src[..., 19, :]) / 2.0
     return out
+
+
+def to_h36m17(kps: ArrayLike, skeleton: Skeleton) -> NDArray[np.float64]:
+    """Keypoints ``(..., K, C)`` of ``skeleton`` (COCO-17, Halpe-26 or H36M-17 itself) -> H36M-17
+    ``(..., 17, C)``: the one place a 2D layout is mapped to the lifters' layout. Raises
+    :class:`ValueError` for any other layout."""
+    convert = _TO_H36M17.get(skeleton.name)
+    if convert is None:
+        raise ValueError(f"no map from the {skeleton.name} layout to H36M-17 (known: {sorted(_TO_H36M17)})")
+    return convert(kps)
+
+
+def _h36m17_itself(kps: ArrayLike) -> NDArray[np.float64]:
+    return _as_keypoints(kps, NUM_JOINTS).copy()
+
+
+_TO_H36M17 = {"coco17": coco17_to_h36m17, "halpe26": halpe26_to_h36m17, "h36m17": _h36m17_itself}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def _rows(a: FloatArray, ndigits: int = 3) -> list[list[float | None]]:
 
 
 def _model_entry(result: AnalysisResult, role: str) -> dict[str, Any]:
-    m = getattr(result.backend.models, role)
+    m = getattr(result.models, role)
     man = m.manifest
     return {
         "name": man.name,

@@ -1,9 +1,10 @@
 """The analysis use case: a video in, the runner's 2D and 3D skeleton for every frame out.
 
-One function, :func:`analyze_video`, behind every transport (CLI now; HTTP and gRPC later). Frames stream
-from the decoder (optionally decoded ahead in a background thread, so decoding overlaps inference) through
-detection/tracking and the 2D model; only per-frame keypoints (a few hundred bytes a frame) and a handful of
-thumbnails are kept, never the frames themselves.
+One function, :func:`analyze_video`, behind every transport (the CLI, the HTTP and gRPC gateway). Frames
+stream from the decoder (optionally decoded ahead in a background thread, so decoding overlaps inference)
+through the per-frame step (:class:`services.pose.stages.FramePoser`, with several 2D requests in flight);
+only per-frame keypoints (a few hundred bytes a frame) and a handful of thumbnails are kept, never the frames
+themselves. The sequence post-pass is :func:`services.pose.stages.lift_sequence`, as for live sessions.
 """
 
 from __future__ import annotations
@@ -24,22 +25,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.errors import NoPersonError, VideoError
-from services.pose.backends import PoseBackend
+from services.pose.backends import ModelSet, PoseBackend
 from services.pose.ingest import Frame, VideoInfo, VideoReader
-from services.pose.lifting import coco17_to_h36m17, halpe26_to_h36m17, scale_to_height
-from services.pose.sequence import CleaningParams, clean_sequence
+from services.pose.sequence import CleaningParams
 from services.pose.skeletons import Skeleton
-from services.pose.tracking import RunnerTracker, TrackerParams, dominant_segment, pose_quality
+from services.pose.stages import FramePoser, LiftedSequence, StageTimes, keep_runner, lift_sequence
+from services.pose.tracking import TrackerParams
 
 FloatArray = NDArray[np.float64]
 T = TypeVar("T")
 
-#: units of the lifter's output before any height scaling, by family
-LIFTER_UNITS = {"semgcn": "m (average H36M subject scale)", "motionbert": "normalised (crop box = 2)"}
-
 
 @dataclass(frozen=True)
 class AnalysisOptions:
+    """How one video is analysed: decoding size and time base, the runner's height, tracking, cleaning and
+    the frame loop's parallelism."""
+
     max_long_side: int | None = 640
     slowmo: float | None = None
     height_m: float | None = None
@@ -64,43 +65,55 @@ class AnalysisOptions:
 
 
 @dataclass
-class StageTimes:
-    """Seconds spent per stage, summed over calls. Stages overlap: decoding runs in its own thread when
-    prefetching and several 2D requests may be in flight, so the stages add up to more than ``total``."""
-
-    decode: float = 0.0
-    detect: float = 0.0
-    pose2d: float = 0.0
-    clean: float = 0.0
-    lift: float = 0.0
-    total: float = 0.0
-    frames: int = 0
-    detections: int = 0
-
-    def ms_per_frame(self) -> dict[str, float]:
-        n = max(self.frames, 1)
-        stages = ("decode", "detect", "pose2d", "clean", "lift", "total")
-        return {s: round(getattr(self, s) / n * 1000, 3) for s in stages}
-
-
-@dataclass
 class AnalysisResult:
+    """One analysed video: its metadata, the runner's analysed sequence (:class:`LiftedSequence`) and
+    what the frame loop recorded besides (boxes, detector runs, contact-sheet thumbnails, timings)."""
+
     info: VideoInfo
-    backend: PoseBackend
+    models: ModelSet
     options: AnalysisOptions
-    skeleton2d: Skeleton
-    t: FloatArray  # (T,) real seconds
+    sequence: LiftedSequence
     boxes: FloatArray  # (T, 4) runner box in original-frame pixels, NaN when none
     detected: NDArray[np.bool_]  # (T,) detector ran on this frame
-    kps2d_raw: FloatArray  # (T, K, 3) model output in original-frame pixels
-    kps2d: FloatArray  # (T, K, 3) cleaned
-    filled: NDArray[np.bool_]  # (T, K)
-    swapped: NDArray[np.bool_]  # (T,)
-    kps3d: FloatArray  # (T, 17, 3) H36M-17, root-relative
-    units3d: str
     thumbnails: list[tuple[int, NDArray[np.uint8]]]
     timings: StageTimes
     warnings: list[str]
+
+    @property
+    def t(self) -> FloatArray:
+        """(T,) real seconds."""
+        return self.sequence.t
+
+    @property
+    def skeleton2d(self) -> Skeleton:
+        return self.sequence.skeleton
+
+    @property
+    def kps2d_raw(self) -> FloatArray:
+        """(T, K, 3) model output in original-frame pixels."""
+        return self.sequence.kps2d_raw
+
+    @property
+    def kps2d(self) -> FloatArray:
+        """(T, K, 3) cleaned."""
+        return self.sequence.kps2d
+
+    @property
+    def filled(self) -> NDArray[np.bool_]:
+        return self.sequence.filled
+
+    @property
+    def swapped(self) -> NDArray[np.bool_]:
+        return self.sequence.swapped
+
+    @property
+    def kps3d(self) -> FloatArray:
+        """(T, 17, 3) H36M-17, root-relative."""
+        return self.sequence.kps3d
+
+    @property
+    def units3d(self) -> str:
+        return self.sequence.units3d
 
     @property
     def frames_with_pose(self) -> int:
@@ -197,11 +210,7 @@ def analyze_video(
     opts = options or AnalysisOptions()
     times = StageTimes()
     t_start = time.perf_counter()
-    tracker = RunnerTracker(opts.tracker)
-    min_score = opts.tracker.kp_score_threshold
-    k = backend.pose_codec.skeleton.num_joints
-    nan_pose = np.full((k, 3), np.nan)
-    nan_pose[:, 2] = 0.0
+    poser = FramePoser(backend, opts.tracker, retry_poor_pose=opts.retry_poor_pose, times=times)
 
     ts: list[float] = []
     poses: list[FloatArray] = []
@@ -212,37 +221,17 @@ def analyze_video(
     wanted: set[int] = set()
     info: VideoInfo | None = None
 
-    def detect(index: int, image: NDArray[np.uint8]) -> FloatArray | None:
-        start = time.perf_counter()
-        found = backend.detect(image, score_threshold=opts.tracker.det_score_threshold)
-        times.detect += time.perf_counter() - start
-        return tracker.on_detections(index, found)
-
-    def pose(image: NDArray[np.uint8], box: FloatArray) -> FloatArray:
-        start = time.perf_counter()
-        out = backend.pose2d(image, box[None])[0]
-        times.pose2d += time.perf_counter() - start
-        return out
-
     def finish(p: _Pending) -> None:
-        """Take one frame's pose in frame order: update the tracker, retry a poor pose, record."""
-        kps = nan_pose if p.box is None else p.future.result() if p.future is not None else p.kps
-        assert kps is not None
-        box, did_detect, index = p.box, p.detected, p.frame.index
-        if box is not None and not tracker.on_pose(index, kps) and opts.retry_poor_pose and not did_detect:
-            retry_box, did_detect = detect(index, p.frame.image), True
-            if retry_box is not None:
-                retry = pose(p.frame.image, retry_box)
-                if pose_quality(retry, min_score=min_score) > pose_quality(kps, min_score=min_score):
-                    kps, box = retry, retry_box
-                tracker.on_pose(index, kps)
+        """Take one frame's pose in frame order (the tracker sees every pose in order) and record it."""
+        kps = p.future.result() if p.future is not None else p.kps
+        done = poser.finish(p.frame.index, p.frame.image, p.box, p.detected, kps)
         ts.append(p.frame.t)
-        poses.append(kps)
-        boxes.append(np.full(4, np.nan) if box is None else box)
-        detected.append(did_detect)
-        segments.append(tracker.segment if box is not None else -1)
-        if index in wanted:
-            thumbs.append((index, _thumbnail(p.frame.image)))
+        poses.append(done.kps)
+        boxes.append(np.full(4, np.nan) if done.box is None else done.box)
+        detected.append(done.detected)
+        segments.append(done.segment)
+        if p.frame.index in wanted:
+            thumbs.append((p.frame.index, _thumbnail(p.frame.image)))
         times.frames += 1
         if progress is not None and info is not None:
             progress(times.frames, info)
@@ -256,19 +245,16 @@ def analyze_video(
         if opts.prefetch > 0:
             frames = _prefetch(frames, opts.prefetch)
         for frame in frames:
-            did_detect = False
-            if tracker.needs_detection(frame.index):
+            if poser.needs_detection(frame.index):
                 while inflight:  # the tracker must have seen every earlier pose before choosing
                     finish(inflight.popleft())
-                box, did_detect = detect(frame.index, frame.image), True
-            else:
-                box = tracker.box
+            box, did_detect = poser.locate(frame.index, frame.image)
             pending = _Pending(frame=frame, box=box, detected=did_detect)
             if box is not None:
                 if pool is None:
-                    pending.kps = pose(frame.image, box)
+                    pending.kps = poser.pose(frame.image, box)
                 else:
-                    pending.future = pool.submit(pose, frame.image, box)
+                    pending.future = pool.submit(poser.pose, frame.image, box)
             inflight.append(pending)
             while len(inflight) >= opts.pose_workers:
                 finish(inflight.popleft())
@@ -281,57 +267,34 @@ def analyze_video(
                 "pass --allow-truncated to analyse the frames that decode"
             )
 
-    times.detections = tracker.detections
+    times.detections = poser.tracker.detections
     if not poses or not np.isfinite(np.stack(poses)[:, :, 0]).any():
         raise NoPersonError(
             f"no person found in {os.fspath(path)}: the detector found nobody in {len(poses)} frames"
         )
+    scale = info.width / info.out_width  # keypoints and boxes in original-frame pixels
     raw = np.stack(poses)
-    box_arr = np.stack(boxes)
-    seg = np.asarray(segments)
-    runner = dominant_segment(seg, box_arr)
-    others = seg != runner
-    if runner is not None and (others & (seg >= 0)).any():
-        dropped = np.flatnonzero(others & (seg >= 0))
-        warnings.append(
-            f"{len(dropped)} frames (first {dropped[0]}, last {dropped[-1]}) followed another person "
-            "than the runner and were left without a skeleton"
-        )
-    raw[others] = nan_pose
-    box_arr[others] = np.nan
-    scale = info.width / info.out_width
     raw[..., :2] *= scale
-    box_arr *= scale
-    t = np.asarray(ts)
-
-    start = time.perf_counter()
-    cleaned = clean_sequence(raw, t, backend.pose_codec.skeleton, params=opts.cleaning)
-    times.clean = time.perf_counter() - start
-
-    start = time.perf_counter()
-    to_h36m = halpe26_to_h36m17 if backend.pose_codec.skeleton.num_joints == 26 else coco17_to_h36m17
-    kps3d = backend.lift(to_h36m(cleaned.keypoints), image_wh=(info.width, info.height))
-    units = LIFTER_UNITS.get(backend.models.lifter.manifest.family, "model units")
-    if opts.height_m is not None:
-        kps3d, units = scale_to_height(kps3d, opts.height_m), "m"
-    times.lift = time.perf_counter() - start
+    raw, box_arr, followed = keep_runner(raw, np.stack(boxes) * scale, np.asarray(segments))
+    sequence = lift_sequence(
+        raw,
+        np.asarray(ts),
+        backend=backend,
+        image_wh=(info.width, info.height),
+        cleaning=opts.cleaning,
+        height_m=opts.height_m,
+        warnings=tuple(followed),
+        times=times,
+    )
     times.total = time.perf_counter() - t_start
-
     return AnalysisResult(
         info=info,
-        backend=backend,
+        models=backend.models,
         options=opts,
-        skeleton2d=backend.pose_codec.skeleton,
-        t=t,
+        sequence=sequence,
         boxes=box_arr,
         detected=np.asarray(detected),
-        kps2d_raw=raw,
-        kps2d=cleaned.keypoints,
-        filled=cleaned.filled,
-        swapped=cleaned.swapped,
-        kps3d=kps3d,
-        units3d=units,
         thumbnails=thumbs,
         timings=times,
-        warnings=warnings,
+        warnings=warnings + list(sequence.warnings),
     )

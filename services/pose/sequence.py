@@ -31,6 +31,7 @@ Pipeline (:func:`clean_sequence`)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,11 +139,15 @@ class CleanedSequence:
         ``(T, J)`` bool, True where the keypoint was interpolated.
     swapped:
         ``(T,)`` bool, True where a left/right swap of some limb group was repaired in that frame.
+    swapped_joints:
+        ``(T, J)`` bool, True for the joints whose left/right labels were exchanged back in that frame
+        (both joints of each pair of a swapped group).
     """
 
     keypoints: NDArray[np.float64]
     filled: NDArray[np.bool_]
     swapped: NDArray[np.bool_]
+    swapped_joints: NDArray[np.bool_]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -561,6 +566,7 @@ def repair_lr_swaps(
     *,
     min_score: float = 0.3,
     groups: Sequence[Sequence[tuple[int, int]]] | None = None,
+    per_joint: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Undo frames where the pose model exchanged left and right limbs.
 
@@ -584,7 +590,8 @@ def repair_lr_swaps(
         ``(T, J, 3)`` float64 copy of ``kps`` with the (x, y, score) rows of each swapped group
         exchanged back. Nothing else changes (missing points are not set to NaN here).
     swapped:
-        ``(T,)`` bool, True where at least one group was swapped back.
+        ``(T,)`` bool, True where at least one group was swapped back; with ``per_joint``, ``(T, J)`` bool,
+        True for the joints of the groups swapped back in each frame.
 
     Notes
     -----
@@ -621,24 +628,21 @@ def repair_lr_swaps(
         for left, right in g:
             if not (0 <= left < n_joints and 0 <= right < n_joints) or left == right:
                 raise ValueError(f"invalid left/right pair {(left, right)} for {n_joints} joints")
-    swapped = np.zeros(n_frames, dtype=np.bool_)
-    if n_frames < 3 or not group_list:
-        return out, swapped
+    swapped = np.zeros((n_frames, n_joints), dtype=np.bool_)
     valid = _valid_mask(out, min_score)
-    scale = _body_scale(out, valid)
-    if not (np.isfinite(scale) and scale > 0):
-        return out, swapped
-    source = out.copy()
-    for g in group_list:
-        states = _group_swap_states(source, valid, g, scale)
-        if not np.any(states):
-            continue
-        lefts = np.array([left for left, _ in g], dtype=np.intp)
-        rights = np.array([right for _, right in g], dtype=np.intp)
-        out[np.ix_(states, lefts)] = source[np.ix_(states, rights)]
-        out[np.ix_(states, rights)] = source[np.ix_(states, lefts)]
-        swapped |= states
-    return out, swapped
+    scale = _body_scale(out, valid) if n_frames >= 3 and group_list else math.nan
+    if np.isfinite(scale) and scale > 0:
+        source = out.copy()
+        for g in group_list:
+            states = _group_swap_states(source, valid, g, scale)
+            if not np.any(states):
+                continue
+            lefts = np.array([left for left, _ in g], dtype=np.intp)
+            rights = np.array([right for _, right in g], dtype=np.intp)
+            out[np.ix_(states, lefts)] = source[np.ix_(states, rights)]
+            out[np.ix_(states, rights)] = source[np.ix_(states, lefts)]
+            swapped[np.ix_(states, np.concatenate([lefts, rights]))] = True
+    return out, (swapped if per_joint else swapped.any(axis=1))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -675,10 +679,10 @@ def clean_sequence(
         raise ValueError(
             f"kps has {data.shape[1]} joints but skeleton {skeleton.name!r} has {skeleton.num_joints}"
         )
-    swapped = np.zeros(data.shape[0], dtype=np.bool_)
+    swapped = np.zeros(data.shape[:2], dtype=np.bool_)
     if params.swap_repair:
-        data, swapped = repair_lr_swaps(data, skeleton, min_score=params.min_score)
+        data, swapped = repair_lr_swaps(data, skeleton, min_score=params.min_score, per_joint=True)
     data, filled = fill_gaps(data, times, min_score=params.min_score, max_gap_s=params.max_gap_s)
     if data.shape[0] >= 2:
         data = lowpass(data, times, cutoff_hz=params.cutoff_hz, order=params.order, has_score=True)
-    return CleanedSequence(keypoints=data, filled=filled, swapped=swapped)
+    return CleanedSequence(keypoints=data, filled=filled, swapped=swapped.any(axis=1), swapped_joints=swapped)
