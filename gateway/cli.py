@@ -1,7 +1,7 @@
 """``gaitway`` command line: the embedded default (no servers).
 
     gaitway analyze VIDEO --out DIR [--preset thunder|lightning|...] [--height M] [--slowmo F] ...
-    gaitway evaluate h36m|coco|rbds   accuracy against ground truth (see gateway/evaluate.py)
+    gaitway evaluate h36m|coco|rbds|views   accuracy against ground truth (see gateway/evaluate.py)
     gaitway models            list models and presets and whether each model file is present
 
 Errors never print a traceback: one line on stderr and the exit code of :data:`services.errors.ERROR_TABLE`.
@@ -23,6 +23,8 @@ from gateway.argtypes import box, positive_float, positive_int
 from gateway.core import AnalysisSpec, Engine, RunnerInfo
 from gateway.settings import GatewaySettings
 from services.errors import GaitwayError, ModelError, status_of
+from services.kinematics.metric_defs import METRIC_DEFS
+from services.kinematics.schema import KinematicsResponse
 from services.pose.config import PoseSettings
 from services.pose.models import ModelStore, manifests, presets
 
@@ -123,16 +125,39 @@ def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
         f"{1000 / ms['total']:.1f} frames/s end to end; 3D units: {result.units3d}\n"
     )
     if resp is not None:
-        cad = resp.summary.get("cadence_spm")
-        if cad is not None and cad.mean is not None:
-            sys.stdout.write(f"cadence {cad.mean:.0f} steps/min over {cad.n} steps\n")
+        _print_summary(resp)
         for flag in resp.flags:
             sys.stdout.write(f"note: {flag}\n")
     for w in outcome.warnings:
         sys.stdout.write(f"warning: {w}\n")
     for name, path in outcome.artifacts.items():
         sys.stdout.write(f"  {name:<14} {path}\n")
+    err = outcome.metrics_error
+    if err is not None:  # the poses are written, the running metrics are not: never a silent success
+        sys.stderr.write(f"gaitway: partial result [{err.code}]: poses written, no running metrics: {err}\n")
+        return status_of(err).exit_code
     return 0
+
+
+def _print_summary(resp: KinematicsResponse) -> None:
+    """The summary table: mean +- SD over the steps that count, n, typical range and where it was measured."""
+    w = sys.stdout.write
+    w(f"{'metric':<32}{'mean':>8}{'SD':>7}  {'unit':<13}{'n':>4}  {'typical':<12}source\n")
+    for d in METRIC_DEFS:
+        summ = resp.summary.get(d.name)
+        if summ is None or summ.mean is None:
+            continue
+        sources = sorted({s.sources[d.name] for s in resp.steps if d.name in s.sources})
+        errors = [e for s in resp.steps if (e := s.errors_deg.get(d.name)) is not None]
+        where = ", ".join(sources)
+        if errors:
+            where += f" (validated RMSE {min(errors):.1f}-{max(errors):.1f} deg)"
+        sd = "" if summ.sd is None else f"{summ.sd:.1f}"
+        normal = "" if d.normal is None else f"{d.normal[0]:g}-{d.normal[1]:g}"
+        unit = resp.units.get(d.name, d.unit)
+        w(f"{d.title:<32}{summ.mean:>8.1f}{sd:>7}  {unit:<13}{summ.n:>4}  {normal:<12}{where}\n")
+    if resp.foot_strike_pattern:
+        w("foot strike: " + ", ".join(f"{k} {v}" for k, v in sorted(resp.foot_strike_pattern.items())) + "\n")
 
 
 def _models(args: argparse.Namespace, settings: PoseSettings) -> int:

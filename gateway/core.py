@@ -8,6 +8,7 @@ requests into an :class:`AnalysisSpec` and report the :class:`AnalysisOutcome`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.errors import BadRequestError, InputError, ModelError, ServiceUnavailableError
-from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics, request_from_poses
+from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
-from services.kinematics.schema import KinematicsRequest, KinematicsResponse
+from services.kinematics.schema import KinematicsRequest, KinematicsResponse, TimeBaseIn
+from services.kinematics.schema import RunnerInfo as KinematicsRunner
 from services.pose.backends import EmbeddedBackend, FloatArray, ModelSet, PoseBackend
 from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo
@@ -34,13 +37,11 @@ from services.pose.models import ModelStore, get_preset
 from services.pose.outputs import write_outputs
 from services.pose.pipeline import AnalysisOptions, AnalysisResult, analyze_video
 from services.pose.sequence import CleaningParams
+from services.pose.stages import LiftedSequence, lift_sequence
 from services.pose.tracking import TrackerParams
 from services.pose.triton import TritonBackend
 
 log = logging.getLogger("gaitway.core")
-
-#: stages of an analysis, in order, as reported in job status
-STAGES = ("queued", "pose", "kinematics", "artifacts", "done")
 
 #: progress callback: (stage, fraction of that stage done in [0, 1])
 Progress = Callable[[str, float], None]
@@ -70,7 +71,10 @@ class RunnerInfo:
         if self.treadmill_speed_mps is not None and not 0 < self.treadmill_speed_mps <= 12:
             raise InputError(f"treadmill_speed_mps must be within (0, 12], got {self.treadmill_speed_mps}")
         if self.slowmo is not None and not 1 <= self.slowmo <= 64:
-            raise InputError(f"slowmo must be within 1-64, got {self.slowmo}")
+            raise InputError(
+                f"slowmo is the slow-motion factor, capture rate / playback rate (8 for 240 fps played at "
+                f"30 fps), within 1-64; got {self.slowmo}"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,10 +132,14 @@ class AnalysisSpec:
 
 @dataclass
 class AnalysisOutcome:
+    """What an analysis produced: the poses always; the running metrics unless ``metrics_error`` says why
+    not (no foot strike in the clip, ...)."""
+
     result: AnalysisResult
     metrics: KinematicsResponse | None
     artifacts: dict[str, Path]
     warnings: list[str]
+    metrics_error: InputError | None = None
 
     def summary(self) -> dict[str, Any]:
         """A small JSON summary (stored with the job, returned by status calls)."""
@@ -230,19 +238,38 @@ class Engine:
                 report("pose", min(done / info.num_frames, 1.0))
 
         report("pose", 0.0)
+        metrics: KinematicsResponse | None = None
+        metrics_error: InputError | None = None
+        warnings: list[str] = []
         with self.backend(models, pose_workers=spec.pose_workers) as backend:
             result = analyze_video(video, backend, options, progress=frame_done)
-        report("kinematics", 0.0)
-        warnings = list(result.warnings)
-        metrics: KinematicsResponse | None = None
-        try:
-            metrics = self._metrics(result, spec)
-        except InputError as exc:  # e.g. shorter than one stride: the poses are still worth having
-            warnings.append(f"running metrics not computed [{exc.code}]: {exc}")
+            warnings += result.warnings
+            report("kinematics", 0.0)
+            relift = partial(
+                lift_sequence,
+                backend=backend,
+                image_wh=result.sequence.image_wh,
+                cleaning=options.cleaning,
+                height_m=options.height_m,
+                warnings=result.sequence.warnings,
+            )
+            try:
+                with self.kinematics() as client:
+                    sequence, metrics = running_metrics(
+                        result.sequence,
+                        client,
+                        spec.runner,
+                        relift=relift,
+                        time_base=video_time_base(result.info, spec.runner),
+                    )
+                result = dataclasses.replace(result, sequence=sequence)
+            except InputError as exc:  # e.g. no foot strike seen: the poses are still worth having
+                metrics_error = exc
+                warnings.append(f"running metrics not computed [{exc.code}]: {exc}")
         report("artifacts", 0.0)
         paths = write_outputs(result, out_dir, overlay=spec.overlay)
         if metrics is not None:
-            motion = motion_from_h36m(result.t, result.kps3d, metric=result.units3d == "m")
+            motion = motion_from_h36m(result.t, result.kps3d, metric=result.sequence.metric)
             paths |= write_report(
                 metrics,
                 out_dir,
@@ -252,11 +279,9 @@ class Engine:
                 metadata={"video": os.path.basename(result.info.path), "fps": result.info.fps},
             )
         report("artifacts", 1.0)
-        return AnalysisOutcome(result=result, metrics=metrics, artifacts=paths, warnings=warnings)
-
-    def _metrics(self, result: AnalysisResult, spec: AnalysisSpec) -> KinematicsResponse:
-        with self.kinematics() as client:
-            return client.analyze(kinematics_request(result, spec))
+        return AnalysisOutcome(
+            result=result, metrics=metrics, artifacts=paths, warnings=warnings, metrics_error=metrics_error
+        )
 
     def readiness(self) -> dict[str, str]:
         """Each dependency -> "ok" or why not. The default preset's models must resolve; Triton and
@@ -274,20 +299,63 @@ class Engine:
         return checks
 
 
-def kinematics_request(result: AnalysisResult, spec: AnalysisSpec | None = None) -> KinematicsRequest:
-    """The kinematics service's request for an analysed video (3D, 2D, swaps, runner info)."""
-    runner = spec.runner if spec is not None else RunnerInfo()
-    return request_from_poses(
-        result.t,
-        result.kps3d,
-        metric=result.units3d == "m",
-        keypoints2d=result.kps2d,
-        skeleton2d=result.skeleton2d.name,
-        image_wh=(result.info.width, result.info.height),
-        swapped=result.swapped,
-        height_m=runner.height_m,
-        treadmill_speed_mps=runner.treadmill_speed_mps,
+def kinematics_request(
+    seq: LiftedSequence, runner: RunnerInfo | None = None, time_base: TimeBaseIn | None = None
+) -> KinematicsRequest:
+    """The kinematics request for an analysed sequence (3D, the 2D it came from, swaps, runner info, and how
+    its times were made real time when that is known)."""
+    info = runner or RunnerInfo()
+    return KinematicsRequest.from_poses(
+        seq.t,
+        seq.kps3d,
+        metric=seq.metric,
+        keypoints2d=seq.kps2d,
+        skeleton2d=seq.skeleton.name,
+        image_wh=seq.image_wh,
+        swapped=seq.swapped_joints,
+        lifter=seq.lifter,
+        runner=KinematicsRunner(height_m=info.height_m, treadmill_speed_mps=info.treadmill_speed_mps),
+        time_base=time_base,
     )
+
+
+def video_time_base(info: VideoInfo, runner: RunnerInfo) -> TimeBaseIn | None:
+    """How a video's times were made real time: the user's slow-motion factor, the capture-rate metadata's,
+    or None (the nominal rate, to be checked from physics)."""
+    if runner.slowmo is not None:
+        return TimeBaseIn(factor=runner.slowmo, source="user")
+    if info.capture_fps is not None and info.time_scale != 1.0:
+        return TimeBaseIn(factor=info.time_scale, source="metadata")
+    return None
+
+
+def running_metrics(
+    seq: LiftedSequence,
+    client: KinematicsClient,
+    runner: RunnerInfo,
+    *,
+    relift: Callable[[FloatArray, FloatArray], LiftedSequence],
+    time_base: TimeBaseIn | None = None,
+) -> tuple[LiftedSequence, KinematicsResponse]:
+    """The running metrics of an analysed sequence, for offline analyses and live windows alike.
+
+    ``time_base`` says how ``seq.t`` was made real time when that is known; otherwise the kinematics engine
+    checks it from physics, and when it finds a slow-motion factor the sequence is re-run through the
+    post-pass with the corrected times (``relift(raw, t)``, :func:`services.pose.stages.lift_sequence`: the
+    2D cleaning filters in real time) and analysed again on them. Returns the sequence the metrics were
+    computed on and the kinematics response. Raises the kinematics engine's domain errors."""
+    resp = client.analyze(kinematics_request(seq, runner, time_base))
+    found = resp.time_base
+    if time_base is not None or found is None or not found.get("applied") or not found.get("factor"):
+        return seq, resp
+    factor = float(found["factor"])
+    estimated = TimeBaseIn(
+        factor=factor, source="estimated", low=found.get("low"), high=found.get("high"), cue=found.get("cue")
+    )
+    seq = relift(seq.kps2d_raw, seq.t / factor)
+    again = client.analyze(kinematics_request(seq, runner, estimated))
+    # the estimate's evidence (cues, notes) stays with the result
+    return seq, again.model_copy(update={"time_base": {**found, **(again.time_base or {})}})
 
 
 class _Timed:

@@ -4,10 +4,13 @@
     gaitway evaluate coco [--data DIR]                    2D PCK@0.2 / PCK@0.1 (box size) and mean OKS
     gaitway evaluate rbds --run RUN.c3d --static S.c3d    mocap -> virtual side camera -> lifter, and the
                                                           mocap running metrics next to the published values
+    gaitway evaluate views [--run R --static S ...]       mocap -> yawed virtual cameras: 2D vs lifted 3D
+                           [--write-table]                angle errors by yaw (services/kinematics/view.py)
 
 Every sub-command takes ``--preset``, ``--pose2d``, ``--lifter``, ``--models-dir`` and ``--threads`` like
 ``gaitway analyze``, prints a table and, with ``--json FILE``, writes the numbers (NaN as null). The default
-data folders are ``<shared>/data/h36m-samples`` and ``<shared>/data/coco-samples`` (``GAITWAY_SHARED_DIR``).
+data folders are ``<shared>/data/h36m-samples`` and ``<shared>/data/coco-samples`` (``GAITWAY_SHARED_DIR``);
+``views`` defaults to the RBDS001 and RBDS032 trials in ``<shared>/data/mocap-running-rbds``.
 Errors are :class:`services.errors.GaitwayError` subclasses; the CLI prints them as one line.
 """
 
@@ -38,12 +41,22 @@ from services.kinematics.evaluate import (
     h36m17_from_legs,
     side_camera,
 )
+from services.kinematics.metric_defs import METRIC_DEFS
 from services.kinematics.metrics import analyze_motion
 from services.kinematics.mocap import rbds_motion, read_markers
 from services.kinematics.model import KinematicsResult, motion_from_h36m
+from services.kinematics.view import (
+    ANGLE_KEYS,
+    MAX_RMSE_DEG,
+    TABLE_PATH,
+    ViewErrorTable,
+    withhold_tolerance_deg,
+)
+from services.kinematics.view_validation import DEFAULT_FRAME_STEP, prepare_trial, table_json, view_sweep
+from services.plain import to_plain
 from services.pose.backends import EmbeddedBackend, ModelSet, make_lifter_codec
 from services.pose.config import PoseSettings
-from services.pose.lifting import SEMGCN_JOINTS, LifterCodec, coco17_to_h36m17, halpe26_to_h36m17
+from services.pose.lifting import SEMGCN_JOINTS, LifterCodec, to_h36m17
 from services.pose.metrics import oks, pck
 from services.pose.models import ModelStore, ResolvedModel, get_preset
 from services.pose.runtime import OnnxRunner
@@ -52,15 +65,23 @@ from services.pose.tracking import iou
 
 FloatArray = NDArray[np.float64]
 
-#: Published RBDS001 values at 3.5 m/s (Fukuchi et al. 2017; shared/data/mocap-running-rbds/NOTES.md)
+#: Published RBDS001 values at 3.5 m/s (Fukuchi et al. 2017; shared/data/mocap-running-rbds/NOTES.md: the
+#: processed file's knee angles, the force plate's step rate and contact time)
 RBDS001_T35 = {
     "cadence_spm": {"both": 171.0},
+    "contact_time_s": {"both": 0.227},
     "knee_flexion_ic_deg": {"right": 16.3, "left": 12.0},
     "knee_flexion_peak_stance_deg": {"right": 42.2, "left": 42.4},
 }
 
 DETECTION_SCORE = 0.3
 MATCH_IOU = 0.3
+
+#: the trials ``evaluate views`` sweeps by default (run, static), in <shared>/data/mocap-running-rbds
+RBDS_VIEW_TRIALS = (
+    ("RBDS001runT35.c3d", "RBDS001static.c3d"),
+    ("RBDS032runT35markers.txt", "RBDS032static.txt"),
+)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,6 +126,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     r.add_argument("--treadmill-speed", type=positive_float, default=None, help="belt speed in m/s")
     r.add_argument("--height", type=positive_float, default=None, help="runner height in metres")
 
+    v = sub.add_parser(
+        "views", parents=[common], help="RBDS mocap on yawed virtual cameras: 2D vs lifted 3D angle errors"
+    )
+    v.add_argument("--run", type=Path, action="append", default=None, help="running trial (repeatable)")
+    v.add_argument("--static", type=Path, action="append", default=None, help="its static trial (repeatable)")
+    v.add_argument(
+        "--frame-step", type=positive_int, default=DEFAULT_FRAME_STEP, help="use every Nth mocap frame"
+    )
+    v.add_argument(
+        "--write-table", action="store_true", help=f"regenerate {TABLE_PATH.name} (the policy's table)"
+    )
+
 
 def run(args: argparse.Namespace, settings: PoseSettings) -> int:
     """Run one ``evaluate`` sub-command: print its table, write ``--json`` when asked; the exit code."""
@@ -117,6 +150,12 @@ def run(args: argparse.Namespace, settings: PoseSettings) -> int:
     elif args.eval_command == "rbds":
         result = evaluate_rbds(args, settings)
         _print_rbds(result)
+    elif args.eval_command == "views":
+        result = evaluate_views(args, settings)
+        _print_views(result)
+        if args.write_table:
+            _write_text(TABLE_PATH, table_json(result))
+            sys.stdout.write(f"table written to {TABLE_PATH}\n")
     else:  # pragma: no cover - argparse enforces the choices
         raise InputError(f"unknown evaluate command {args.eval_command!r}")
     if args.json is not None:
@@ -182,33 +221,17 @@ def _rgb(path: Path) -> NDArray[np.uint8]:
     return np.ascontiguousarray(image[..., ::-1])
 
 
-def _to_h36m(kps: FloatArray) -> FloatArray:
-    """2D model output (N, K, 3) -> H36M-17 (N, 17, 3); K = 17 (COCO) or 26 (Halpe)."""
-    if kps.shape[-2] == 26:
-        return halpe26_to_h36m17(kps)
-    return coco17_to_h36m17(kps[..., :17, :])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _write_json(path: Path, result: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
+        path.write_text(json.dumps(to_plain(result), indent=2, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -253,7 +276,11 @@ def evaluate_h36m(args: argparse.Namespace, settings: PoseSettings) -> dict[str,
         if len(dets):
             detected += 1
             kps = backend.pose2d(image, dets[:1, :4])
-            pred_det.append(backend.lift(_to_h36m(kps), image_wh=(image.shape[1], image.shape[0]))[0])
+            pred_det.append(
+                backend.lift(
+                    to_h36m17(kps, backend.pose_codec.skeleton), image_wh=(image.shape[1], image.shape[0])
+                )[0]
+            )
         else:
             pred_det.append(np.full((17, 3), np.nan))
     joints = list(SEMGCN_JOINTS)
@@ -481,6 +508,16 @@ def evaluate_rbds(args: argparse.Namespace, settings: PoseSettings) -> dict[str,
             }
             for side, value in published.items()
         }
+    for d in METRIC_DEFS:  # every other metric: measured on the mocap (no published value to compare)
+        if d.name not in validation and kin.summary[d.name].n:
+            validation[d.name] = {
+                side: {
+                    "measured": _metric_mean(kin, d.name, side),
+                    "lifted": _metric_mean(kin_lifted, d.name, side),
+                    "published": math.nan,
+                }
+                for side in ("left", "right")
+            }
     by_side = kin.summary_by_side
     n_steps = {
         side: int(by_side[side]["cadence_spm"].n) if "cadence_spm" in by_side.get(side, {}) else 0
@@ -542,8 +579,108 @@ def _print_rbds(r: dict[str, Any]) -> None:
     for metric, row in r["mocap_metrics"].items():
         for side, v in row.items():
             label = metric if side == "both" else f"{metric} ({side})"
-            w(f"  {label:<38}{_fmt(v['measured']):>8}{_fmt(v['lifted']):>8}{_fmt(v['published']):>11}\n")
+            spec = ".3f" if abs(v["measured"]) < 5 else ".1f"
+            cells = (_fmt(v["measured"], spec), _fmt(v["lifted"], spec), _fmt(v["published"], spec))
+            w(f"  {label:<38}{cells[0]:>8}{cells[1]:>8}{cells[2]:>11}\n")
     w(f"steps: left {r['mocap_steps']['left']}, right {r['mocap_steps']['right']}; "
       f"published: {r['published_reference']}\n")  # fmt: skip
     for note in r["notes"]:
+        w(f"note: {note}\n")
+
+
+# ----------------------------------------------------------------------------------------------------
+# views
+# ----------------------------------------------------------------------------------------------------
+
+
+def _view_trials(args: argparse.Namespace, settings: PoseSettings) -> list[tuple[Path, Path]]:
+    runs, statics = args.run or [], args.static or []
+    if len(runs) != len(statics):
+        raise InputError(f"give one --static per --run ({len(runs)} runs, {len(statics)} static trials)")
+    if runs:
+        return list(zip(runs, statics, strict=True))
+    root = settings.shared_dir / "data" / "mocap-running-rbds"
+    pairs = [(root / run, root / static) for run, static in RBDS_VIEW_TRIALS]
+    missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
+    if missing:
+        raise InputError(f"RBDS trials not found: {', '.join(missing)} (pass --run/--static or set "
+                         "GAITWAY_SHARED_DIR)")  # fmt: skip
+    return pairs
+
+
+def evaluate_views(args: argparse.Namespace, settings: PoseSettings) -> dict[str, Any]:
+    """RBDS trials seen by virtual cameras yawed about the runner at several framings: knee and thigh angle
+    RMSE per source (2D, yaw-corrected 2D, lifted 3D) and the yaw estimate's error per case, the table per
+    ``|yaw|`` bin and the policy's choice (:func:`services.kinematics.view_validation.view_sweep`). The
+    result is the ``view_errors.json`` document."""
+    lifter_model, codec, runner = _lifter(args, settings)
+    trials = []
+    for run_path, static_path in _view_trials(args, settings):
+        motion = rbds_motion(read_markers(run_path), read_markers(static_path))
+        m = re.search(r"RBDS\d+", run_path.name)
+        subject = m.group(0) if m else run_path.stem
+        trials.append(
+            prepare_trial(motion, subject, (run_path.name, static_path.name), frame_step=args.frame_step)
+        )
+
+    def lift(kps: FloatArray, image_wh: tuple[int, int]) -> FloatArray:
+        return codec.lift(kps, image_wh=image_wh, run=runner)
+
+    info = _model_info(lifter_model)["lifter"]
+    lifter = {"family": lifter_model.manifest.family, "name": info["name"], "sha256": info["sha256"]}
+    doc = view_sweep(trials, lift=lift, lifter=lifter, frame_step=args.frame_step)
+    notes = _random_warning(_model_info(lifter_model))
+    if notes and args.write_table:
+        raise InputError("refusing to write the view table from a lifter with random weights")
+    doc["method"]["notes"] = notes
+    return doc
+
+
+def _print_views(r: dict[str, Any]) -> None:
+    w = sys.stdout.write
+    method = r["method"]
+    lifter = method["lifter"] or {}
+    family = lifter.get("family", "")
+    trials = ", ".join(f"{t['subject']} ({' + '.join(t['files'])})" for t in method["trials"])
+    w(
+        f"camera views on motion capture: {trials}; every {method['frame_step']} frames\n"
+        f"lifter {lifter.get('name', 'none')} ({family}); yaw prior {method['yaw_prior']['name']}\n"
+        "angles: knee flexion and THIGH angle (thigh vs vertical, sagittal) - not hip flexion: the mocap\n"
+        "has no upper body; RMSE in degrees against the mocap's 3D angles, both sides pooled\n\n"
+    )
+    src = ("2d", "2d_corrected", "3d")
+    cols = "".join(f"{s:>7}" for s in ("2d", "2d_cor", "3d"))
+    w(f"{'':<28}|{'knee flexion RMSE':^21}|{'thigh angle RMSE':^21}|{'yaw estimate (deg)':^27}|\n")
+    w(f"{'subject':<9}{'framing':<14}{'yaw':>5}|{cols}|{cols}|{'clip':>7}{'err':>7}{'steps':>13}| policy\n")
+    for c in r["cases"]:
+        rmse = c["rmse_deg"]
+        knee = "".join(f"{_fmt(rmse.get(s, {}).get('knee_flexion')):>7}" for s in src)
+        thigh = "".join(f"{_fmt(rmse.get(s, {}).get('thigh_angle')):>7}" for s in src)
+        step = f"{_fmt(c['step_yaw_est_min_deg'], '+.0f')}..{_fmt(c['step_yaw_est_max_deg'], '+.0f')}"
+        w(
+            f"{c['subject']:<9}{c['framing']:<14}{c['yaw_deg']:>+5.0f}|{knee}|{thigh}|"
+            f"{_fmt(c['yaw_est_deg'], '+.1f'):>7}{_fmt(c['yaw_err_deg'], '+.1f'):>7}{step:>13}| "
+            f"{c['policy'] or 'withheld'}\n"
+        )
+    half = r["bin_half_width_deg"]
+    w(f"\nper |yaw| bin (+-{half:g} deg): RMS over cases of the RMSE (deg), knee / thigh\n")
+    blocks = dict(r["sources"])
+    for name, blk in r["lifters"].items():
+        blocks[f"3d {name}"] = blk
+    w(f"{'|yaw|':>6}{'n':>4}" + "".join(f"{s:>16}" for s in blocks) + f"{'yaw err med/max':>18}\n")
+    for i, centre in enumerate(r["bins_deg"]):
+        cells = "".join(
+            f"{_fmt(b['rmse_deg']['knee_flexion'][i]) + ' / ' + _fmt(b['rmse_deg']['thigh_angle'][i]):>16}"
+            for b in blocks.values()
+        )
+        e = r["yaw_abs_error"][i]
+        n = next(iter(blocks.values()))["n"][i] if blocks else 0
+        w(f"{centre:>6g}{n:>4}{cells}{_fmt(e['clip_median_deg']) + ' / ' + _fmt(e['clip_max_deg']):>18}\n")
+    table = ViewErrorTable.from_dict(r)
+    tol = withhold_tolerance_deg(family, table=table)
+    w(
+        f"\npolicy: angles withheld where |yaw| + 1 SD of its estimate exceeds {tol:g} deg (beyond it the "
+        f"best source's RMSE exceeds {MAX_RMSE_DEG:g} deg for {' or '.join(ANGLE_KEYS)}, or the sweep ends)\n"
+    )
+    for note in method.get("notes", []):
         w(f"note: {note}\n")

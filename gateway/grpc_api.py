@@ -40,7 +40,6 @@ from functools import partial
 from typing import Any, NoReturn, TypeVar
 
 import grpc
-import numpy as np
 from google.protobuf import struct_pb2, timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -61,6 +60,7 @@ from services.errors import (
     status_of,
 )
 from services.kinematics.schema import StepOut
+from services.plain import to_plain
 
 log = logging.getLogger("gaitway.grpc")
 
@@ -103,22 +103,9 @@ T = TypeVar("T")
 # messages
 
 
-def _plain(value: Any) -> Any:
-    """``value`` with JSON types only (numpy scalars unwrapped, NaN/inf -> None), for a Struct."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _struct(doc: Mapping[str, Any]) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
-    out.update(_plain(doc))
+    out.update(to_plain(doc))
     return out
 
 
@@ -183,12 +170,23 @@ def _keypoints_message(seq: int, frame: LiveFrame, latency_ms: float, inference_
 
 
 def _step_message(step: StepOut) -> pb.FrameOut:
-    out = pb.Step(side=step.side, strike_t=step.strike.t, flags=step.flags)
+    out = pb.Step(
+        side=step.side,
+        strike_t=step.strike.t,
+        flags=step.flags,
+        sources=step.sources,
+        view=step.view,
+        foot_strike=step.foot_strike or "",
+    )
     if step.toe_off is not None:
         out.toe_off_t = step.toe_off.t
+    if step.yaw_deg is not None:
+        out.yaw_deg = step.yaw_deg
     for name, value in step.metrics.items():
         if value is not None and math.isfinite(value):
             out.metrics[name] = value
+    for name, flags in step.excluded.items():
+        out.excluded[name].flags.extend(flags)
     return pb.FrameOut(step=out)
 
 
@@ -269,7 +267,6 @@ class AnalysisServicer(pb_grpc.AnalysisServicer):
                 self.manager.engine, spec, metrics_every_s=LIVE_METRICS_EVERY_S, window_s=LIVE_WINDOW_S
             ),
             max_waiting=self.manager.settings.stream_max_inflight_frames,
-            metrics_every_s=LIVE_METRICS_EVERY_S,
             telemetry=self.manager.telemetry,
         )
         async with contextlib.aclosing(stream.run()) as answers:
@@ -310,13 +307,11 @@ class LiveStream:
         open_session: Callable[[], LiveSession],
         *,
         max_waiting: int,
-        metrics_every_s: float,
         telemetry: Telemetry,
     ) -> None:
         self._requests = requests
         self._open_session = open_session
         self._max_waiting = max_waiting
-        self._metrics_every_s = metrics_every_s
         self._telemetry = telemetry
         self._waiting: deque[_Waiting] = deque()
         self._dropped: list[pb.FrameOut] = []
@@ -366,7 +361,6 @@ class LiveStream:
         is answered. Raises the error that ends the call (a bad message, a model that cannot load...)."""
         session: LiveSession | None = None
         reader: asyncio.Task[None] | None = None
-        last_steps_t: float | None = None
         try:
             session = await self._in_worker(self._open_session)
             reader = asyncio.create_task(self._read())
@@ -392,13 +386,9 @@ class LiveStream:
                 latency_s = time.perf_counter() - item.received
                 self._telemetry.stream_frame_seconds.observe(latency_s)
                 yield _keypoints_message(item.seq, frame, latency_s * 1000, inference_ms)
-                if last_steps_t is None:
-                    last_steps_t = frame.t
-                elif frame.t - last_steps_t >= self._metrics_every_s:
-                    last_steps_t = frame.t
-                    for step in await self._in_worker(session.new_steps):
-                        self.steps += 1
-                        yield _step_message(step)
+                for step in await self._in_worker(session.new_steps):  # every metrics_every_s of stream
+                    self.steps += 1
+                    yield _step_message(step)
             for step in await self._in_worker(partial(session.new_steps, final=True)):
                 self.steps += 1
                 yield _step_message(step)

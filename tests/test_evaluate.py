@@ -304,4 +304,21 @@ def test_evaluate_rbds(
     for key in ("knee_flexion_ic_deg", "knee_flexion_peak_stance_deg"):
         for side in ("left", "right"):
             assert m[key][side]["measured"] == pytest.approx(m[key][side]["published"], abs=5.0)
+    assert m["contact_time_s"]["both"]["measured"] == pytest.approx(0.227, abs=0.02)  # force plate
     assert "published" in printed and "lifted" in printed
+    # the sole's angle at contact is the ankle's dorsiflexion plus the shank's forward inclination: the
+    # processed file's ankle angle at foot strike (its own static offset) and Gaitway's tibia angle give
+    # Gaitway's foot strike angle to within the two labs' offsets; RBDS001 lands about level (midfoot)
+    ankle = _processed(root, "ankleAngZ35")
+    for side, s in (("left", "L"), ("right", "R")):
+        expected = ankle[s] + m["tibia_angle_ic_deg"][side]["measured"]
+        assert m["foot_strike_angle_deg"][side]["measured"] == pytest.approx(expected, abs=4.0)
+        assert -1.6 < m["foot_strike_angle_deg"][side]["measured"] < 8.0
+        assert 0.0 < m["tibia_angle_ic_deg"][side]["measured"] < 15.0
+        assert 5.0 < m["vertical_oscillation_cm"][side]["measured"] < 12.0
+
+
+def _processed(root: Path, column: str) -> dict[str, float]:
+    """Value at foot strike (0 % of the gait cycle) of a column of RBDS001processed.txt, per side."""
+    table = np.genfromtxt(root / "RBDS001processed.txt", delimiter="\t", names=True)
+    return {s: float(table[f"{s}{column}"][0]) for s in ("L", "R")}

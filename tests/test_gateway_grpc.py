@@ -526,9 +526,7 @@ class _SlowSession:
     def push(self, t: float, image: Any) -> LiveFrame:
         time.sleep(0.02)
         self.pushed.append(t)
-        return LiveFrame(
-            index=len(self.pushed) - 1, t=t, keypoints=None, box=None, skeleton="coco17", latency_ms=20.0
-        )
+        return LiveFrame(index=len(self.pushed) - 1, t=t, keypoints=None, box=None, skeleton="coco17")
 
     def new_steps(self, *, final: bool = False) -> list[Any]:
         return []
@@ -549,9 +547,7 @@ def test_a_full_queue_drops_the_oldest_waiting_frame(monkeypatch: pytest.MonkeyP
             yield pb.FrameIn(frame=pb.Frame(seq=seq, t=seq / 30, image=b"jpeg"))
 
     async def main() -> list[pb.FrameOut]:
-        stream = LiveStream(
-            burst(), lambda: session, max_waiting=3, metrics_every_s=1.0, telemetry=Telemetry()
-        )
+        stream = LiveStream(burst(), lambda: session, max_waiting=3, telemetry=Telemetry())
         return [answer async for answer in stream.run()]
 
     answers = asyncio.run(main())

@@ -7,15 +7,20 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from synthetic_runner import stride_profile, two_link_legs
 
 from services.errors import InputError
 from services.kinematics.events import detect_events
+from services.kinematics.metric_defs import METRIC_DEFS, METRICS, PLOTTED
 from services.kinematics.metrics import analyze_motion, summarize
-from services.kinematics.model import FLAGS, METRICS, GaitEvent, Keypoints2D, KinematicsResult, Motion
+from services.kinematics.model import FLAGS, GaitEvent, Keypoints2D, KinematicsResult, Motion
+from services.kinematics.report import plot_steps
+from services.kinematics.schema import KinematicsResponse, to_response
 from services.pose.skeletons import COCO17
 
 Array = NDArray[np.float64]
@@ -30,34 +35,7 @@ STRIDE = 2.0 * STEP
 T0 = {"right": 0.1, "left": 0.1 + STEP}  # first strike of each foot
 
 
-def stride_profile(n: int = 4000) -> tuple[Array, Array, Array]:
-    """Ankle position relative to the pelvis over one stride from strike (tau = 0): forward x and
-    height above flat-foot level z, on a fine grid.
-
-    Stance [0, CONTACT): the foot is on the ground, so it moves backwards relative to the pelvis at the
-    running speed; as in real running (RBDS001 treadmill data: about 55 % of it at contact, 85 % 20 ms
-    later) it lands at half that speed and settles within 30 ms, and the heel rises during the last
-    40 % of stance. Swing: a smooth bump carries it forward and brings it back (foot retraction) to land
-    again; the stride integrates to zero."""
-    tau = np.linspace(0.0, STRIDE, n, endpoint=False)
-    stance = tau < CONTACT
-    v = np.empty(n)
-    settle = np.clip(tau[stance] / 0.03, 0.0, 1.0)
-    v[stance] = -SPEED * (0.5 + 0.5 * (3 * settle**2 - 2 * settle**3))
-    s = (tau[~stance] - CONTACT) / (STRIDE - CONTACT)
-    base = -SPEED + 0.5 * SPEED * s
-    bump = np.sin(np.pi * s) ** 1.5
-    v[~stance] = base - (v[stance].sum() + base.sum()) / bump.sum() * bump
-    x = np.cumsum(v) * (STRIDE / n)
-    x -= x.mean()
-    z = np.zeros(n)
-    rise = np.clip((tau[stance] - 0.6 * CONTACT) / (0.4 * CONTACT), 0.0, 1.0)
-    z[stance] = HEEL_RISE * (3 * rise**2 - 2 * rise**3)
-    z[~stance] = HEEL_RISE * (1 - s) + 0.25 * np.sin(np.pi * s)
-    return tau, x, z
-
-
-TAU, X, Z = stride_profile()
+TAU, X, Z = stride_profile(stride=STRIDE, contact=CONTACT, speed=SPEED, heel_rise=HEEL_RISE)
 
 
 def pelvis_height(t: Array) -> Array:
@@ -74,27 +52,12 @@ def running_motion(
     t = np.arange(round(duration * fs)) / fs
     pelvis = np.stack([np.zeros_like(t), pelvis_height(t), np.zeros_like(t)], axis=1)
     joints = {"pelvis": pelvis, "thorax": pelvis + np.array([0.05, 0.5, 0.0])}
-    for side, sign in (("right", 1.0), ("left", -1.0)):
-        tau = (t - T0[side]) % STRIDE
-        x = np.interp(tau, TAU, X, period=STRIDE)
-        z = np.interp(tau, TAU, Z, period=STRIDE)
-        hip = pelvis + np.array([0.0, 0.0, sign * 0.09])
-        ankle = np.stack([x, ANKLE_H + z, np.full_like(t, sign * 0.09)], axis=1)
-        d = ankle - hip
-        length = np.linalg.norm(d, axis=1)
-        assert length.max() < THIGH + SHANK
-        u = d / length[:, None]
-        along = (THIGH**2 - SHANK**2 + length**2) / (2 * length)
-        perp = np.stack([-u[:, 1], u[:, 0], np.zeros_like(t)], axis=1)
-        perp *= np.sign(perp[:, :1])  # the knee points forward
-        knee = hip + u * along[:, None] + perp * np.sqrt(THIGH**2 - along**2)[:, None]
-        joints |= {
-            f"{side}_hip": hip,
-            f"{side}_knee": knee,
-            f"{side}_ankle": ankle,
-            f"{side}_heel": ankle + HEEL,
-            f"{side}_toe": ankle + TOE,
-        }
+    joints |= two_link_legs(
+        t, pelvis, t0=T0, stride=STRIDE, profile=(TAU, X, Z), thigh=THIGH, shank=SHANK, ankle_h=ANKLE_H
+    )
+    for side in ("left", "right"):
+        joints[f"{side}_heel"] = joints[f"{side}_ankle"] + HEEL
+        joints[f"{side}_toe"] = joints[f"{side}_ankle"] + TOE
     up = np.array([0.0, 1.0, 0.0])
     if frame == "camera":
         rot = np.array([[-1.0, 0, 0], [0, -1, 0], [0, 0, 1]])
@@ -197,6 +160,8 @@ def test_metrics_recovered(result: KinematicsResult) -> None:
     assert abs(s["flight_time_s"].mean - (STEP - CONTACT)) < 0.015
     assert abs(s["duty_factor"].mean - CONTACT / STRIDE) < 0.02
     assert abs(s["vertical_oscillation_cm"].mean - 200 * OSC) < 0.3
+    leg = THIGH + SHANK
+    assert abs(s["vertical_oscillation_pct_leg"].mean - 100 * 2 * OSC / leg) < 0.5
     for side in ("left", "right"):
         by = result.summary_by_side[side]
         assert 10.0 < by["knee_flexion_peak_stance_deg"].mean < 90.0
@@ -206,16 +171,54 @@ def test_metrics_recovered(result: KinematicsResult) -> None:
     assert abs(result.asymmetry_pct["cadence_spm"]) < 1.0
     assert abs(result.asymmetry_pct["contact_time_s"]) < 2.0
     assert result.flags == []
-    assert all(not st.flags for st in result.steps)
+    assert all(not st.flags and not st.excluded for st in result.steps)
     assert s["cadence_spm"].ci95_low < s["cadence_spm"].mean < s["cadence_spm"].ci95_high
-    # step structure
-    for st in result.steps:
+    # step structure: every strike is a step; all but each foot's last end with the other foot's strike
+    complete = [st for st in result.steps if st.next_strike is not None]
+    assert len(result.steps) - len(complete) <= 2
+    for st in complete:
         assert st.next_strike is not None and st.next_strike.side != st.side
         assert st.toe_off is not None and st.strike.t < st.toe_off.t < st.next_strike.t
+    for st in result.steps:
         assert set(st.metrics) == set(METRICS)
+        assert set(st.sources.values()) == {"mocap"}
     assert result.units["vertical_oscillation_cm"] == "cm"
+    assert result.units["vertical_oscillation_pct_leg"] == "% leg length"
     assert result.units["left_knee_flexion_deg"] == "deg"
     assert result.series["left_knee_flexion_deg"].shape == result.t.shape
+    assert result.series_sources["left_knee_flexion_deg"] == "mocap"
+
+
+def test_segment_angles_at_contact(result: KinematicsResult) -> None:
+    """Designed truths of the synthetic runner: its trunk (pelvis -> thorax, 5 cm forward over 50 cm) leans
+    atan(0.1) = 5.71 deg forward throughout; its feet (heel -> toe) stay horizontal, so the foot strike angle
+    is 0 (a midfoot strike); the tibia angle at the strike is the designed shank's, and hip flexion (thigh
+    against the trunk line continued downwards, which a forward lean tilts backwards) is the thigh's angle
+    from the vertical plus the trunk's lean."""
+    lean = math.degrees(math.atan2(0.05, 0.5))
+    for st in result.steps:
+        side = st.side
+        assert st.metrics["foot_strike_angle_deg"] == pytest.approx(0.0, abs=0.5)
+        assert st.foot_strike == "midfoot"
+        if st.toe_off is not None:
+            assert st.metrics["trunk_lean_stance_deg"] == pytest.approx(lean, abs=0.2)
+        tibia, thigh = shank_and_thigh_at(side, st.strike.t)
+        assert st.metrics["tibia_angle_ic_deg"] == pytest.approx(tibia, abs=2.0)
+        assert st.metrics["hip_flexion_ic_deg"] == pytest.approx(thigh + lean, abs=2.0)
+    assert result.foot_strike_pattern == {"midfoot": len(result.steps)}
+
+
+def shank_and_thigh_at(side: str, t: float) -> tuple[float, float]:
+    """Exact sagittal shank and thigh angles from the downward vertical (deg, + = distal end forward) of
+    the designed runner at time t (the knee from the same inverse kinematics as running_motion)."""
+    m = running_motion(600.0, duration=t + 0.01)
+    i = round(t * 600.0)
+    hip, knee, ankle = (m.joints[f"{side}_{j}"][i] for j in ("hip", "knee", "ankle"))
+
+    def from_down(v: Array) -> float:
+        return math.degrees(math.atan2(v[0], -v[1]))
+
+    return from_down(ankle - knee), from_down(knee - hip)
 
 
 def test_knee_at_strike(result: KinematicsResult) -> None:
@@ -246,22 +249,37 @@ def test_camera_frame_gives_the_same_metrics() -> None:
 
 def test_slow_motion_clip_is_flagged() -> None:
     r = analyze_motion(running_motion(240.0, duration=6.0, time_scale=4.0))
-    cadences = [st.metrics["cadence_spm"] for st in r.steps]
-    assert abs(float(np.median(cadences)) - CADENCE / 4) < 1.0
+    timed = [st for st in r.steps if math.isfinite(st.metrics["cadence_spm"])]
+    assert abs(float(np.median([st.metrics["cadence_spm"] for st in timed])) - CADENCE / 4) < 1.0
     assert any("--slowmo" in f and "slow motion" in f for f in r.flags)
-    assert all("implausible" in st.flags for st in r.steps)
-    assert r.summary["cadence_spm"].n == 0
+    # an implausible cadence leaves out every timing metric of its step, and only those
+    for st in timed:
+        assert st.excluded["cadence_spm"] == ("implausible",)
+        assert "implausible" in st.excluded["contact_time_s"]
+        assert "knee_flexion_ic_deg" not in st.excluded
+    assert r.summary["cadence_spm"].n == 0 and r.summary["knee_flexion_ic_deg"].n > 10
 
 
 def test_non_metric_lengths_in_leg_lengths() -> None:
+    """Without a metric scale no metric is named after a unit it does not hold: the *_cm metrics are not
+    measured (and a note says what would give them), the *_pct_leg ones are."""
     m = running_motion(60.0)
     r = analyze_motion(replace(m, metric=False))
-    assert r.units["vertical_oscillation_cm"] == "leg lengths"
-    assert r.units["overstride_cm"] == "leg lengths"
-    assert r.summary["vertical_oscillation_cm"].mean == pytest.approx(2 * OSC / (THIGH + SHANK), rel=0.05)
+    assert r.units["vertical_oscillation_pct_leg"] == "% leg length"
+    assert r.summary["vertical_oscillation_cm"].n == 0
+    assert all(math.isnan(st.metrics["overstride_cm"]) for st in r.steps)
+    assert r.summary["vertical_oscillation_pct_leg"].mean == pytest.approx(
+        100 * 2 * OSC / (THIGH + SHANK), rel=0.05
+    )
+    assert "pelvis_height_pct_leg" in r.series and "pelvis_height_cm" not in r.series
+    assert any("--height" in f and "overstride_cm" in f for f in r.flags)
 
 
-def test_low_confidence_and_swap_flags() -> None:
+def test_flags_leave_out_only_the_metrics_whose_frames_they_touch() -> None:
+    """A low-confidence knee in frames 120-160 and one repaired swap at frame 250: each flag leaves out
+    only the metrics that read those frames (a strike-instant metric only when its +-50 ms lie there; a
+    stance metric when the stance holds the frame; timing never for a swap, and never for the knee's
+    confidence, which no timing metric reads)."""
     m = running_motion(60.0)
     n = m.t.size
     conf = np.ones(n)
@@ -270,20 +288,25 @@ def test_low_confidence_and_swap_flags() -> None:
     swapped[250] = True
     kps = Keypoints2D(xy=side_view(m), skeleton="coco17", image_wh=(1280, 720), swapped=swapped)
     r = analyze_motion(replace(m, confidence={"left_knee": conf, "right_knee": conf}, keypoints2d=kps))
+    t = m.t
+    seen_low = seen_swap_stance_only = False
     for st in r.steps:
-        a, b = st.strike.index, st.next_strike.index if st.next_strike else st.strike.index
-        mean_conf = conf[a : b + 1].mean()
-        assert ("low_confidence" in st.flags) == (mean_conf < 0.3)
-        assert ("swap_repaired" in st.flags) == (a <= 250 <= b)
-        assert "out_of_plane" not in st.flags
         assert set(st.flags) <= set(FLAGS)
-    assert any("low_confidence" in st.flags for st in r.steps)
-    # a repaired swap keeps the step's timing but not its angles; low confidence drops everything
-    no_timing = [st for st in r.steps if "low_confidence" in st.flags]
-    no_angles = [st for st in r.steps if st.flags]
-    assert any("swap_repaired" in st.flags and "low_confidence" not in st.flags for st in r.steps)
-    assert r.summary["cadence_spm"].n == len(r.steps) - len(no_timing)
-    assert r.summary["knee_flexion_ic_deg"].n == len(r.steps) - len(no_angles)
+        assert "cadence_spm" not in st.excluded and "contact_time_s" not in st.excluded
+        strike = np.flatnonzero(np.abs(t - st.strike.t) <= 0.05)
+        if (strike >= 120).all() and (strike < 160).all():
+            assert "low_confidence" in st.excluded["knee_flexion_ic_deg"]
+            seen_low = True
+        if st.next_strike is not None and (st.next_strike.index + 4 < 120 or st.strike.index - 4 >= 160):
+            assert "low_confidence" not in st.flags
+        stance = range(st.strike.index, (st.toe_off or st.strike).index + 1)
+        if 250 in stance and abs(t[250] - st.strike.t) > 0.05:
+            assert "swap_repaired" in st.excluded["knee_flexion_peak_stance_deg"]
+            assert "knee_flexion_ic_deg" not in st.excluded
+            seen_swap_stance_only = True
+        if st.next_strike is None or not st.strike.index - 3 <= 250 <= st.next_strike.index + 3:
+            assert "swap_repaired" not in st.flags
+    assert seen_low and seen_swap_stance_only
 
 
 def side_view(m: Motion, yaw_deg: float = 0.0) -> Array:
@@ -315,14 +338,22 @@ def side_view(m: Motion, yaw_deg: float = 0.0) -> Array:
 
 
 def test_out_of_plane_and_side_view_flags() -> None:
+    """Angles are withheld where the camera's view is beyond the validated yaw, not where 2D and 3D
+    disagree: the runner turned 65 deg gets out_of_plane steps; square to the camera none."""
     m = running_motion(60.0)
     kps = Keypoints2D(xy=side_view(m, yaw_deg=65.0), skeleton="coco17", image_wh=(1280, 720))
     r = analyze_motion(replace(m, keypoints2d=kps, source="video"))
     assert sum("out_of_plane" in st.flags for st in r.steps) > len(r.steps) / 2
-    assert any("out of plane" in f for f in r.flags)
+    assert any("beyond the range where an angle source is validated" in f for f in r.flags)
+    for st in r.steps:
+        if "out_of_plane" in st.flags:
+            assert "knee_flexion_ic_deg" in st.excluded and "cadence_spm" not in st.excluded
+            assert abs(st.yaw_deg) > 30.0
     side_on = Keypoints2D(xy=side_view(m), skeleton="coco17", image_wh=(1280, 720))
     r2 = analyze_motion(replace(m, keypoints2d=side_on, source="video"))
     assert not any("out_of_plane" in st.flags for st in r2.steps)
+    assert all(abs(st.yaw_deg) < 5.0 and st.view == "sagittal" for st in r2.steps)
+    assert all(st.sources["knee_flexion_ic_deg"] == "2d" for st in r2.steps)
     assert any("pelvic_drop_deg" in f for f in r2.flags)  # a side view: pelvic drop unreliable
     assert np.any(np.isfinite(r2.series["pelvic_drop_deg"]))
 
@@ -354,8 +385,8 @@ def _with(m: Motion, **joints: Array) -> Motion:
         (lambda m: replace(m, t=np.zeros_like(m.t)), "increasing"),
         (lambda m: replace(m, joints={k: v for k, v in m.joints.items() if "knee" not in k}), "knee"),
         (
-            lambda m: replace(m, t=m.t[:24], joints={k: v[:24] for k, v in m.joints.items()}),
-            "no complete step",
+            lambda m: replace(m, t=m.t[:12], joints={k: v[:12] for k, v in m.joints.items()}),
+            "no foot strike",
         ),
         (lambda m: replace(m, confidence={"left_knee": np.ones(3)}), "confidence"),
     ],
@@ -389,3 +420,23 @@ def test_root_relative_video_takes_vertical_oscillation_from_2d() -> None:
     blind = analyze_motion(replace(video, keypoints2d=None))
     assert blind.summary["vertical_oscillation_cm"].n == 0
     assert all(math.isnan(st.metrics["vertical_oscillation_cm"]) for st in blind.steps)
+
+
+def test_every_metric_is_defined_once_and_documented() -> None:
+    """The registry is the one place a metric is defined: every name unique, every plotted metric in the
+    plot grid, each listed in the README's metric table with its unit."""
+    names = [d.name for d in METRIC_DEFS]
+    assert len(names) == len(set(names))
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("### The metrics") : readme.index("### Angle source by camera view")]
+    for d in METRIC_DEFS:
+        assert f"`{d.name}`" in table, d.name
+        if d.normal is not None:
+            assert d.normal_source, d.name
+    fig = plot_steps(analyze_to_response(running_motion(60.0)))
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled == [d.title for d in PLOTTED]
+
+
+def analyze_to_response(m: Motion) -> KinematicsResponse:
+    return to_response(analyze_motion(m))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import SHARED
 from numpy.typing import NDArray
+from synthetic_runner import stride_profile, two_link_legs
 
 from gateway.core import AnalysisSpec, Engine, RunnerInfo, kinematics_request
 from services.errors import InputError
@@ -62,29 +63,8 @@ def sine_force_height(n: int = 4000, contact: float = CONTACT, step: float = STE
     return tau, z - z.mean()
 
 
-def stride_profile(n: int = 4000) -> tuple[Array, Array, Array]:
-    """Ankle forward position relative to the pelvis and height above flat-foot level over one stride from
-    strike, as in tests/test_kinematics_metrics.py (the events detector is validated on it)."""
-    tau = np.linspace(0.0, STRIDE, n, endpoint=False)
-    stance = tau < CONTACT
-    v = np.empty(n)
-    settle = np.clip(tau[stance] / 0.03, 0.0, 1.0)
-    v[stance] = -SPEED * (0.5 + 0.5 * (3 * settle**2 - 2 * settle**3))
-    s = (tau[~stance] - CONTACT) / (STRIDE - CONTACT)
-    base = -SPEED + 0.5 * SPEED * s
-    bump = np.sin(np.pi * s) ** 1.5
-    v[~stance] = base - (v[stance].sum() + base.sum()) / bump.sum() * bump
-    x = np.cumsum(v) * (STRIDE / n)
-    x -= x.mean()
-    z = np.zeros(n)
-    rise = np.clip((tau[stance] - 0.6 * CONTACT) / (0.4 * CONTACT), 0.0, 1.0)
-    z[stance] = HEEL_RISE * (3 * rise**2 - 2 * rise**3)
-    z[~stance] = HEEL_RISE * (1 - s) + 0.25 * np.sin(np.pi * s)
-    return tau, x, z
-
-
 TAU_COM, Z_COM = sine_force_height()
-TAU, X, Z = stride_profile()
+TAU, X, Z = stride_profile(stride=STRIDE, contact=CONTACT, speed=SPEED, heel_rise=HEEL_RISE)
 
 
 def runner(
@@ -104,21 +84,9 @@ def runner(
     com = -com if antiphase else com
     pelvis = np.stack([np.zeros_like(t), HIP_H + com, np.zeros_like(t)], axis=1)
     joints = {"pelvis": pelvis}
-    for side, sign in (("right", 1.0), ("left", -1.0)):
-        tau = (t - T0[side]) % STRIDE
-        x = np.interp(tau, TAU, X, period=STRIDE)
-        z = np.interp(tau, TAU, Z, period=STRIDE)
-        hip = pelvis + np.array([0.0, 0.0, sign * 0.09])
-        ankle = np.stack([x, ANKLE_H + z, np.full_like(t, sign * 0.09)], axis=1)
-        d = ankle - hip
-        length = np.linalg.norm(d, axis=1)
-        assert length.max() < THIGH + SHANK
-        u = d / length[:, None]
-        along = (THIGH**2 - SHANK**2 + length**2) / (2 * length)
-        perp = np.stack([-u[:, 1], u[:, 0], np.zeros_like(t)], axis=1)
-        perp *= np.sign(perp[:, :1])  # the knee points forward
-        knee = hip + u * along[:, None] + perp * np.sqrt(THIGH**2 - along**2)[:, None]
-        joints |= {f"{side}_hip": hip, f"{side}_knee": knee, f"{side}_ankle": ankle}
+    joints |= two_link_legs(
+        t, pelvis, t0=T0, stride=STRIDE, profile=(TAU, X, Z), thigh=THIGH, shank=SHANK, ankle_h=ANKLE_H
+    )
     head, shoulders = pelvis + np.array([0.05, 0.70, 0.0]), pelvis + np.array([0.03, 0.52, 0.0])
     eye, nose = np.array([0.08, 0.03, 0.0]), np.array([0.10, 0.0, 0.0])
     legs = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")

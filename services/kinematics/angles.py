@@ -34,6 +34,13 @@ Angle conventions (degrees)
 ``left/right_thigh_angle_deg``
     Thigh relative to the downward vertical in the sagittal plane, positive = knee ahead of the hip
     (available without a trunk, e.g. from lower-body motion capture).
+``left/right_tibia_angle_deg``
+    Shank (knee -> ankle) relative to the downward vertical in the sagittal plane, positive = the ankle ahead
+    of the knee (the shank inclined forward at its lower end, as at a reaching foot strike), 0 = vertical.
+``left/right_foot_angle_deg``
+    Foot (heel -> toe) relative to the forward horizontal in the sagittal plane, positive = toes up
+    (dorsiflexed foot, as at a rearfoot strike). NaN without heel and toe. No static-trial offset is removed
+    here (:attr:`~services.kinematics.model.Motion.static_foot_angle_deg` carries it where known).
 ``left/right_ankle_dorsiflexion_deg``
     ``90 - angle(knee - ankle, toe - heel)`` in 3D: 0 = foot (heel -> toe) perpendicular to the shank,
     positive = dorsiflexion. NaN without heel and toe. No static-trial offset is removed, so a marker
@@ -83,6 +90,7 @@ __all__ = [
 #: names of the series returned by :func:`joint_angles`
 ANGLE_NAMES: tuple[str, ...] = (
     *(f"{s}_{a}_deg" for a in ("knee_flexion", "hip_flexion", "thigh_angle") for s in SIDES),
+    *(f"{s}_{a}_deg" for a in ("tibia_angle", "foot_angle") for s in SIDES),
     *(f"{s}_ankle_dorsiflexion_deg" for s in SIDES),
     *(f"{s}_elbow_flexion_deg" for s in SIDES),
     "trunk_lean_deg",
@@ -91,7 +99,8 @@ ANGLE_NAMES: tuple[str, ...] = (
 
 #: names of the series returned by :func:`sagittal_angles_2d` (a subset of :data:`ANGLE_NAMES`)
 SAGITTAL_2D_NAMES: tuple[str, ...] = (
-    *(f"{s}_{a}_deg" for a in ("knee_flexion", "hip_flexion", "ankle_dorsiflexion") for s in SIDES),
+    *(f"{s}_{a}_deg" for a in ("knee_flexion", "hip_flexion", "thigh_angle") for s in SIDES),
+    *(f"{s}_{a}_deg" for a in ("tibia_angle", "foot_angle", "ankle_dorsiflexion") for s in SIDES),
     "trunk_lean_deg",
 )
 
@@ -151,8 +160,12 @@ def _validate_keypoints(kps: Keypoints2D, n: int | None = None) -> None:
     if xy.ndim != 3 or xy.shape[1:] != (skeleton.num_joints, 3) or (n is not None and frames != n):
         want = f"({n if n is not None else 'T'}, {skeleton.num_joints}, 3)"
         raise ShapeError(f"2D keypoints must be shaped {want} for {kps.skeleton}, got {xy.shape}")
-    if kps.swapped is not None and np.asarray(kps.swapped).shape != (frames,):
-        raise ShapeError(f"keypoints2d.swapped must be shaped ({frames},), got {np.shape(kps.swapped)}")
+    shapes = ((frames,), (frames, skeleton.num_joints))
+    if kps.swapped is not None and np.asarray(kps.swapped).shape not in shapes:
+        raise ShapeError(
+            f"keypoints2d.swapped must be shaped ({frames},) or ({frames}, {skeleton.num_joints}), "
+            f"got {np.shape(kps.swapped)}"
+        )
 
 
 def joint(motion: Motion, name: str) -> FloatArray | None:
@@ -397,6 +410,14 @@ def joint_angles(motion: Motion, *, sigma_s: float = DEFAULT_AXES_SIGMA_S) -> di
         else:
             out[f"{side}_thigh_angle_deg"] = nan
             out[f"{side}_hip_flexion_deg"] = nan
+        out[f"{side}_tibia_angle_deg"] = (
+            _from_down(ankle - knee, forward, up) if knee is not None and ankle is not None else nan
+        )
+        if heel is not None and toe is not None:
+            foot = toe - heel
+            out[f"{side}_foot_angle_deg"] = np.degrees(np.arctan2(_dot(foot, up), _dot(foot, forward)))
+        else:
+            out[f"{side}_foot_angle_deg"] = nan
         if knee is not None and ankle is not None and heel is not None and toe is not None:
             out[f"{side}_ankle_dorsiflexion_deg"] = 90.0 - _angle_between(knee - ankle, toe - heel)
         else:
@@ -530,9 +551,10 @@ def sagittal_angles_2d(
     -------
     Series named as in :data:`SAGITTAL_2D_NAMES`, with the 3D conventions of :func:`joint_angles`
     measured in the image plane, with "forward" = ``facing`` along x and "up" = -y:
-    knee flexion = thigh angle - shank angle (signed: negative = hyperextended), hip flexion = thigh
-    relative to the trunk line (mid-shoulders -> mid-hips), ankle dorsiflexion from heel -> mean of the
-    toes (Halpe-26; NaN for COCO-17), trunk lean of mid-hips -> mid-shoulders from the vertical.
+    thigh and tibia angles from the image vertical, knee flexion = thigh angle - tibia angle (signed:
+    negative = hyperextended), hip flexion = thigh relative to the trunk line (mid-shoulders -> mid-hips),
+    foot angle and ankle dorsiflexion from heel -> mean of the toes (Halpe-26; NaN for COCO-17), trunk lean
+    of mid-hips -> mid-shoulders from the vertical.
     Because the facing is detected, a runner moving right to left (or the mirrored image, x -> W - x)
     gives the same values as one moving left to right. NaN where a keypoint is missing.
     """
@@ -557,14 +579,19 @@ def sagittal_angles_2d(
     for side in SIDES:
         hip, knee, ankle = p[f"{side}_hip"], p[f"{side}_knee"], p[f"{side}_ankle"]
         thigh = from_down(knee - hip)
-        out[f"{side}_knee_flexion_deg"] = _wrap(thigh - from_down(ankle - knee))
+        shank = from_down(ankle - knee)
+        out[f"{side}_thigh_angle_deg"] = thigh
+        out[f"{side}_tibia_angle_deg"] = shank
+        out[f"{side}_knee_flexion_deg"] = _wrap(thigh - shank)
         out[f"{side}_hip_flexion_deg"] = _wrap(thigh - from_down(mid_hip - mid_sh))
         if kps.skeleton == "halpe26":
             foot = _toe_2d(p, side) - p[f"{side}_heel"]
+            out[f"{side}_foot_angle_deg"] = from_forward(foot)
             out[f"{side}_ankle_dorsiflexion_deg"] = _wrap(
                 90.0 - (from_forward(knee - ankle) - from_forward(foot))
             )
         else:
+            out[f"{side}_foot_angle_deg"] = nan
             out[f"{side}_ankle_dorsiflexion_deg"] = nan
     trunk = mid_sh - mid_hip
     out["trunk_lean_deg"] = np.degrees(np.arctan2(s * trunk[:, 0], -trunk[:, 1]))

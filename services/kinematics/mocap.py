@@ -67,6 +67,7 @@ __all__ = [
     "read_markers",
     "read_qualisys_tsv",
     "read_rbds_txt",
+    "standing_foot_angles",
     "track_segment",
 ]
 
@@ -859,15 +860,33 @@ def rbds_motion(
     joints = rbds_joint_centres(run, static, hjc_method=hjc_method, max_gap_s=max_gap_s).joints
     if lowpass_hz is not None:
         joints = {k: lowpass(v, run.rate_hz, lowpass_hz) for k, v in joints.items()}
+    up = np.array([0.0, 1.0, 0.0])
     return Motion(
         t=np.asarray(run.t, np.float64),
         joints=joints,
-        up=np.array([0.0, 1.0, 0.0]),
+        up=up,
         metric=True,
         source="mocap",
         height_m=height_m,
         treadmill_speed_mps=treadmill_speed_mps,
+        static_foot_angle_deg=standing_foot_angles(fill_gaps(static, max_gap_s), up),
     )
+
+
+def standing_foot_angles(static: MarkerData, up: FloatArray) -> dict[str, float]:
+    """Per side, the angle (deg) of the foot line used for the foot strike angle (heel bottom -> second
+    metatarsal head marker, as :func:`rbds_joint_centres` tracks it) above the horizontal while standing:
+    the offset the foot strike angle is measured from (Altman & Davis 2012). Median over the static trial;
+    a side whose markers are missing is left out."""
+    out: dict[str, float] = {}
+    for side, s in _SIDE_PREFIX.items():
+        if f"{s}.Heel.Bottom" not in static.markers or f"{s}.MT2" not in static.markers:
+            continue
+        foot = np.nanmedian(static.marker(f"{s}.MT2") - static.marker(f"{s}.Heel.Bottom"), axis=0)
+        rise = float(foot @ up)
+        if np.isfinite(rise):
+            out[side] = math.degrees(math.atan2(rise, float(np.linalg.norm(foot - rise * up))))
+    return out
 
 
 def motion_from_markers(

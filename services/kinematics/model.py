@@ -37,7 +37,22 @@ class Keypoints2D:
     xy: FloatArray
     skeleton: str  # "coco17" or "halpe26"
     image_wh: tuple[int, int]
-    swapped: NDArray[np.bool_] | None = None  # (T,) frames whose left/right were repaired
+    #: (T,) frames whose left/right were repaired, or (T, K) the repaired keypoints of each frame
+    swapped: NDArray[np.bool_] | None = None
+
+
+@dataclass(frozen=True)
+class TimeBase:
+    """How a clip's times were made real time: by the slow-motion ``factor`` (real seconds = media seconds /
+    factor) from capture-rate ``"metadata"``, the ``"user"`` (--slowmo), an ``"estimated"`` factor (from
+    physics, with its ~95 % interval and deciding cue), or the capturing device's ``"clock"`` (live
+    streams)."""
+
+    factor: float
+    source: str
+    low: float | None = None
+    high: float | None = None
+    cue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,14 @@ class Motion:
     treadmill_speed_mps: float | None = None
     #: per-frame confidence in [0, 1] of each joint (video); absent = fully trusted (mocap)
     confidence: dict[str, FloatArray] = field(default_factory=dict)
+    #: model family of the lifter that produced the 3D of a video (e.g. "semgcn"); None for motion capture
+    lifter: str | None = None
+    #: foot angle (heel -> toe from the horizontal, deg) per side while standing, from a static trial;
+    #: subtracted from the foot strike angle (absent = 0: video keypoints on the sole)
+    static_foot_angle_deg: dict[str, float] = field(default_factory=dict)
+    #: how ``t`` was made real time, when it is known (then it is never re-estimated); None: the clip's
+    #: nominal times, checked from physics
+    time_base: TimeBase | None = None
 
     @property
     def fs(self) -> float:
@@ -68,6 +91,8 @@ def motion_from_h36m(
     keypoints2d: Keypoints2D | None = None,
     height_m: float | None = None,
     treadmill_speed_mps: float | None = None,
+    lifter: str | None = None,
+    time_base: TimeBase | None = None,
 ) -> Motion:
     """A Motion from H36M-17 poses (T, 17, 3) in camera axes (x right, y down, z away): up = -y."""
     joints = {name: np.asarray(pose3d[:, i], np.float64) for i, name in H36M_TO_MOTION.items()}
@@ -80,6 +105,8 @@ def motion_from_h36m(
         keypoints2d=keypoints2d,
         height_m=height_m,
         treadmill_speed_mps=treadmill_speed_mps,
+        lifter=lifter,
+        time_base=time_base,
     )
 
 
@@ -93,14 +120,34 @@ class GaitEvent:
 
 @dataclass(frozen=True)
 class Step:
-    """One ground contact of one foot and the step that follows it (to the other foot's next strike)."""
+    """One ground contact of one foot and the step that follows it (to the other foot's next strike).
+
+    Every foot strike makes a Step: where the clip ends (or an event is missed) before the toe-off or the
+    other foot's next strike, the metrics that need them are NaN and the contact's own angles remain."""
 
     side: str
     strike: GaitEvent
     toe_off: GaitEvent | None
     next_strike: GaitEvent | None  # the contralateral foot's next strike (end of the step)
     metrics: dict[str, float]  # metric name -> value (NaN when not computable); names in METRICS
-    flags: tuple[str, ...] = ()  # quality flags, names in FLAGS
+    #: metric -> the quality flags (names in FLAGS) that leave it out of the summaries
+    excluded: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: angle and length metric -> where it was measured: "2d", "2d_corrected" (2D with the view's
+    #: foreshortening undone), "3d" (lifted), "mocap"
+    sources: dict[str, str] = field(default_factory=dict)
+    #: angle metric -> validated RMSE (deg) of its source at this step's view (NaN: not validated)
+    errors_deg: dict[str, float] = field(default_factory=dict)
+    #: the camera's view of this step: estimated yaw (deg, 0 = side-on) and kind; NaN / "" for mocap
+    yaw_deg: float = float("nan")
+    view: str = ""
+    #: "rearfoot" | "midfoot" | "forefoot" from the foot strike angle; None without heel and toe points
+    foot_strike: str | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Every quality flag that excludes some metric of this step, in the order of FLAGS."""
+        seen = {f for fs in self.excluded.values() for f in fs}
+        return tuple(f for f in FLAGS if f in seen)
 
 
 @dataclass(frozen=True)
@@ -117,46 +164,32 @@ class KinematicsResult:
     t: FloatArray
     events: list[GaitEvent]
     steps: list[Step]
-    summary: dict[str, MetricSummary]  # over unflagged steps, per metric
+    summary: dict[str, MetricSummary]  # over the steps whose flags do not exclude it, per metric
     summary_by_side: dict[str, dict[str, MetricSummary]]  # side -> metric -> summary
     asymmetry_pct: dict[str, float]  # metric -> 100 * (left - right) / mean(left, right)
-    series: dict[str, FloatArray]  # angle time series (T,), e.g. "left_knee_flexion_deg"
+    series: dict[str, FloatArray]  # time series (T,), e.g. "left_knee_flexion_deg"
     flags: list[str]  # whole-clip findings, e.g. the slow-motion hint
     units: dict[str, str]  # metric / series name -> unit
+    #: series name -> its source ("2d", "2d_corrected", "3d", "mocap")
+    series_sources: dict[str, str] = field(default_factory=dict)
+    #: the clip's view: estimated yaw (deg), its uncertainty (deg), kind; empty for motion capture
+    view: dict[str, float | str] = field(default_factory=dict)
+    #: foot strike pattern -> number of contacts (contacts with heel and toe points only)
+    foot_strike_pattern: dict[str, int] = field(default_factory=dict)
+    #: how the time base was set or checked (see services.kinematics.timebase); None when not examined
+    time_base: dict[str, object] | None = None
 
 
-#: per-step metric names and units (units for metric input; "rel" = fraction of leg length otherwise)
-METRICS = {
-    "step_time_s": "s",
-    "cadence_spm": "steps/min",
-    "contact_time_s": "s",
-    "flight_time_s": "s",
-    "duty_factor": "fraction",
-    "knee_flexion_ic_deg": "deg",
-    "knee_flexion_peak_stance_deg": "deg",
-    "vertical_oscillation_cm": "cm",
-    "overstride_cm": "cm",
-}
-
-#: quality flags a step can carry
+#: quality flags a step can carry (each excludes only the metrics whose frames it concerns; see
+#: services.kinematics.metric_defs)
 FLAGS = {
-    "low_confidence": "keypoint confidence below threshold around the contact",
-    "swap_repaired": "a left/right swap was repaired during the step",
-    "out_of_plane": "2D and 3D sagittal angles disagree (runner not side-on, or an unreliable 3D lift)",
+    "low_confidence": "keypoint confidence below threshold in the frames the metric reads",
+    "swap_repaired": "a left/right swap was repaired in the frames the metric reads",
+    "out_of_plane": "the camera's view of the step is beyond the yaw where a source is validated",
     "implausible": "a metric outside physiological range",
-}
-
-_ANGLES = frozenset({"knee_flexion_ic_deg", "knee_flexion_peak_stance_deg"})
-#: metrics each flag makes untrustworthy (left out of the summaries for that step); timing survives a
-#: foreshortened view, positions do not survive low confidence
-FLAG_EXCLUDES: dict[str, frozenset[str]] = {
-    "low_confidence": frozenset(METRICS),
-    "implausible": frozenset(METRICS),
-    "swap_repaired": _ANGLES | {"vertical_oscillation_cm", "overstride_cm"},
-    "out_of_plane": _ANGLES | {"overstride_cm"},
 }
 
 
 def usable(step: Step, metric: str) -> bool:
     """Whether ``step``'s value of ``metric`` enters the summaries (no flag of the step excludes it)."""
-    return not any(metric in FLAG_EXCLUDES.get(flag, frozenset(METRICS)) for flag in step.flags)
+    return metric not in step.excluded

@@ -1,8 +1,9 @@
 """Files a coach reads: ``metrics.json``, ``steps.csv``, ``metrics.xlsx`` and three PNG plots.
 
 * ``angles.png``: knee and hip flexion over time per side, stance phases shaded, foot strikes marked;
-* ``steps.png``: key metrics per step (bars, left/right coloured, steps a flag excludes pale) with each
-  side's mean and 95 % confidence band;
+* ``steps.png``: the plotted metrics of :data:`services.kinematics.metric_defs.PLOTTED` per step (bars,
+  left/right coloured, steps a flag excludes pale) with each side's mean and 95 % confidence band and the
+  metric's normal range;
 * ``trajectories.png``: ankle paths relative to the pelvis in the runner's sagittal plane, and the pelvis
   height the vertical oscillation is measured from, over time.
 """
@@ -21,18 +22,19 @@ from numpy.typing import NDArray
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from services.kinematics.model import FLAG_EXCLUDES, METRICS
-from services.kinematics.schema import KinematicsResponse
+from services.kinematics.metric_defs import METRIC_DEFS, METRICS, PLOTTED, MetricDef
+from services.kinematics.schema import KinematicsResponse, StepOut
 
 COLOURS = {"left": "#ff8c00", "right": "#00a0ff"}
-PLOTTED = (
-    ("cadence_spm", "Cadence", "steps/min"),
-    ("contact_time_s", "Ground contact", "s"),
-    ("knee_flexion_ic_deg", "Knee flexion at contact", "deg"),
-    ("knee_flexion_peak_stance_deg", "Peak knee flexion in stance", "deg"),
-    ("vertical_oscillation_cm", "Vertical oscillation", "cm"),
-    ("overstride_cm", "Overstride (foot ahead of hip)", "cm"),
-)
+_SOURCE_LABEL = {
+    "2d": "2D sagittal",
+    "2d_corrected": "2D, view corrected",
+    "3d": "lifted 3D",
+    "mocap": "motion capture",
+}
+#: per-step columns besides the metrics
+_STEP_COLUMNS = ["step", "side", "strike_t", "toe_off_t", "next_strike_t", "view", "yaw_deg", "angle_source",
+                 "foot_strike"]  # fmt: skip
 FloatArray = NDArray[np.float64]
 
 
@@ -40,23 +42,36 @@ def _cell(v: float | None) -> str:
     return "" if v is None or not math.isfinite(v) else f"{v:.4g}"
 
 
+def _step_row(i: int, s: StepOut) -> list[object]:
+    return [
+        i,
+        s.side,
+        s.strike.t,
+        None if s.toe_off is None else s.toe_off.t,
+        None if s.next_strike is None else s.next_strike.t,
+        s.view,
+        s.yaw_deg,
+        s.sources.get("knee_flexion_ic_deg", ""),
+        s.foot_strike or "",
+    ]
+
+
+def _excluded(s: StepOut) -> str:
+    return "; ".join(f"{name}: {', '.join(flags)}" for name, flags in s.excluded.items())
+
+
 def write_steps_csv(resp: KinematicsResponse, path: Path) -> None:
     names = list(METRICS)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["step", "side", "strike_t", "toe_off_t", "next_strike_t", *names, "flags"])
+        w.writerow([*_STEP_COLUMNS, *names, "flags", "excluded"])
         for i, s in enumerate(resp.steps):
-            w.writerow(
-                [
-                    i,
-                    s.side,
-                    f"{s.strike.t:.4f}",
-                    "" if s.toe_off is None else f"{s.toe_off.t:.4f}",
-                    "" if s.next_strike is None else f"{s.next_strike.t:.4f}",
-                    *(_cell(s.metrics.get(n)) for n in names),
-                    ";".join(s.flags),
-                ]
-            )
+            row = [_cell(v) if isinstance(v, float) else v for v in _step_row(i, s)]
+            w.writerow([*row, *(_cell(s.metrics.get(n)) for n in names), ";".join(s.flags), _excluded(s)])
+
+
+def _normal(d: MetricDef) -> str:
+    return "" if d.normal is None else f"{d.normal[0]:g}-{d.normal[1]:g}"
 
 
 def write_xlsx(resp: KinematicsResponse, path: Path) -> None:
@@ -64,32 +79,38 @@ def write_xlsx(resp: KinematicsResponse, path: Path) -> None:
     bold = Font(bold=True)
     ws = wb.active
     ws.title = "Summary"
-    ws.append(["metric", "unit", "mean", "SD", "95% CI low", "95% CI high", "steps", "left mean",
-               "right mean", "asymmetry %"])  # fmt: skip
-    for name, summ in resp.summary.items():
-        left = resp.summary_by_side.get("left", {}).get(name)
-        right = resp.summary_by_side.get("right", {}).get(name)
+    ws.append(["metric", "title", "unit", "mean", "SD", "95% CI low", "95% CI high", "steps", "left mean",
+               "right mean", "asymmetry %", "normal range", "normal range source"])  # fmt: skip
+    for d in METRIC_DEFS:
+        summ = resp.summary[d.name]
+        left = resp.summary_by_side.get("left", {}).get(d.name)
+        right = resp.summary_by_side.get("right", {}).get(d.name)
         ws.append(
-            [name, resp.units.get(name, ""), summ.mean, summ.sd, summ.ci95_low, summ.ci95_high, summ.n,
-             left.mean if left else None, right.mean if right else None, resp.asymmetry_pct.get(name)]
+            [d.name, d.title, resp.units.get(d.name, d.unit), summ.mean, summ.sd, summ.ci95_low,
+             summ.ci95_high, summ.n, left.mean if left else None, right.mean if right else None,
+             resp.asymmetry_pct.get(d.name), _normal(d), d.normal_source]
         )  # fmt: skip
     for flag in resp.flags:
         ws.append([])
         ws.append(["note", flag])
     steps = wb.create_sheet("Steps")
     names = list(METRICS)
-    steps.append(["step", "side", "strike_t", "toe_off_t", *names, "flags"])
+    steps.append([*_STEP_COLUMNS, *names, "flags", "excluded"])
     for i, s in enumerate(resp.steps):
-        steps.append(
-            [i, s.side, s.strike.t, None if s.toe_off is None else s.toe_off.t,
-             *(s.metrics.get(n) for n in names), ", ".join(s.flags)]
-        )  # fmt: skip
-    series = wb.create_sheet("Angles")
+        steps.append([*_step_row(i, s), *(s.metrics.get(n) for n in names), ", ".join(s.flags), _excluded(s)])
+    series = wb.create_sheet("Series")
     keys = list(resp.series)
     series.append(["t", *keys])
+    series.append(["source", *(resp.series_sources.get(k, "") for k in keys)])
     for i, t in enumerate(resp.t):
         series.append([t, *(resp.series[k][i] for k in keys)])
-    for sheet in (ws, steps, series):
+    defs = wb.create_sheet("Definitions")
+    defs.append(["metric", "title", "unit", "kind", "frames read", "definition", "normal range", "source",
+                 "left out by"])  # fmt: skip
+    for d in METRIC_DEFS:
+        defs.append([d.name, d.title, d.unit, d.kind, d.window, d.description, _normal(d), d.normal_source,
+                     ", ".join(sorted(d.excluded_by))])  # fmt: skip
+    for sheet in (ws, steps, series, defs):
         for c in sheet[1]:
             c.font = bold
         sheet.freeze_panes = "A2"
@@ -114,7 +135,8 @@ def plot_angles(resp: KinematicsResponse) -> Figure:
             end = s.toe_off.t if s.toe_off is not None else s.strike.t
             ax.axvspan(s.strike.t, end, color=COLOURS[s.side], alpha=0.12, lw=0)
             ax.axvline(s.strike.t, color=COLOURS[s.side], lw=0.8, ls="--")
-        ax.set_ylabel(label)
+        source = resp.series_sources.get(f"left_{key}", "")
+        ax.set_ylabel(f"{label}\n{_SOURCE_LABEL.get(source, source)}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", title="shaded: stance, dashed: foot strike")
     axes[-1].set_xlabel("time (s)")
@@ -128,16 +150,21 @@ def plot_angles(resp: KinematicsResponse) -> Figure:
 
 
 def plot_steps(resp: KinematicsResponse) -> Figure:
-    fig = Figure(figsize=(13, 7))
-    axes = fig.subplots(2, 3)
-    for ax, (name, title, unit) in zip(axes.ravel(), PLOTTED, strict=True):
-        unit = resp.units.get(name, unit)
-        values = [s.metrics.get(name) for s in resp.steps]
+    cols = 4
+    rows = math.ceil(len(PLOTTED) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.3 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(PLOTTED) :]:
+        ax.set_axis_off()
+    for ax, d in zip(axes, PLOTTED, strict=False):
+        values = [s.metrics.get(d.name) for s in resp.steps]
         x = np.arange(len(values))
+        if d.normal is not None:
+            ax.axhspan(*d.normal, color="0.85", zorder=0, lw=0)
         for i, (s, v) in enumerate(zip(resp.steps, values, strict=True)):
             if v is None:
                 continue
-            excluded = any(name in FLAG_EXCLUDES.get(f, METRICS) for f in s.flags)
+            excluded = d.name in s.excluded
             ax.bar(
                 i,
                 v,
@@ -147,24 +174,25 @@ def plot_steps(resp: KinematicsResponse) -> Figure:
                 edgecolor="k",
                 lw=0.3,
             )
-        summ_all = resp.summary.get(name)
-        if summ_all is not None and summ_all.n == 0 and values:
-            note = "not summarised: every step\nis flagged for this metric"
+        summ_all = resp.summary.get(d.name)
+        measured = any(v is not None for v in values)
+        if summ_all is not None and summ_all.n == 0:
+            note = "left out of the summary:\nsee the flags" if measured else "not measured\n(see the notes)"
             box = {"facecolor": "white", "alpha": 0.85}
             ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=9, bbox=box)
         for side in ("left", "right"):
-            summ = resp.summary_by_side.get(side, {}).get(name)
+            summ = resp.summary_by_side.get(side, {}).get(d.name)
             if summ and summ.mean is not None and summ.ci95_low is not None and summ.ci95_high is not None:
                 ax.axhspan(summ.ci95_low, summ.ci95_high, color=COLOURS[side], alpha=0.15)
                 ax.axhline(summ.mean, color=COLOURS[side], lw=1.2)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(unit)
+        ax.set_title(d.title, fontsize=10)
+        ax.set_ylabel(resp.units.get(d.name, d.unit))
         ax.set_xlabel("step")
         ax.set_xticks(x[:: max(1, len(x) // 10)] if len(x) else [])
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(
         "Per step: orange left, blue right; pale and hatched = left out of the summary by a quality flag; "
-        "line = side mean, band = 95 % CI"
+        "line = side mean, band = 95 % CI; grey = typical range of healthy runners"
     )
     fig.tight_layout()
     return fig
@@ -196,18 +224,20 @@ def plot_trajectories(
     ax.set_title("Ankle paths relative to the pelvis (sagittal plane)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    height = resp.series.get("pelvis_height_cm")
+    name = "pelvis_height_cm" if "pelvis_height_cm" in resp.series else "pelvis_height_pct_leg"
+    height = resp.series.get(name)
     if height is not None:
         bx.plot(t, _arr(height), color="k", lw=1.2, label="pelvis height (median = 0)")
         for s in resp.steps:
             bx.axvline(s.strike.t, color=COLOURS[s.side], lw=0.8, ls="--")
-        vo = resp.summary.get("vertical_oscillation_cm")
+        vo_name = "vertical_oscillation_cm" if name.endswith("_cm") else "vertical_oscillation_pct_leg"
+        vo = resp.summary.get(vo_name)
         if vo is not None and vo.mean is not None:
-            unit_vo = resp.units.get("vertical_oscillation_cm", "cm")
+            unit_vo = resp.units.get(vo_name, "cm")
             bx.set_title(f"Pelvis height over time: vertical oscillation {vo.mean:.1f} {unit_vo} per step")
         else:
             bx.set_title("Pelvis height over time")
-        bx.set_ylabel(resp.units.get("pelvis_height_cm", "cm"))
+        bx.set_ylabel(resp.units.get(name, "cm"))
     bx.set_xlabel("time (s)")
     bx.grid(alpha=0.3)
     bx.legend(fontsize=8, title="dashed: foot strikes", title_fontsize=8)

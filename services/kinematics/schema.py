@@ -10,9 +10,11 @@ import math
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import FrameRateError, NoValidDataError, ShapeError
+from services.kinematics.metric_defs import definitions
 from services.kinematics.model import (
     FloatArray,
     GaitEvent,
@@ -20,8 +22,11 @@ from services.kinematics.model import (
     KinematicsResult,
     MetricSummary,
     Motion,
+    TimeBase,
     motion_from_h36m,
 )
+from services.plain import to_plain
+from services.pose.skeletons import SKELETONS
 
 Number = float | None
 
@@ -44,7 +49,31 @@ class Keypoints2DIn(BaseModel):
     skeleton: Literal["coco17", "halpe26"]
     image_wh: tuple[int, int] = Field(description="image width and height in pixels")
     xy: list[list[list[Number]]] = Field(description="(T, K, 3): x, y, score per keypoint, pixels")
-    swapped: list[bool] | None = Field(default=None, description="(T,) frames whose left/right were repaired")
+    swapped: list[bool] | list[list[bool]] | None = Field(
+        default=None,
+        description="(T,) frames whose left/right were repaired, or (T, K) the repaired keypoints per frame",
+    )
+
+
+#: Motion joint -> 2D keypoints whose score is that joint's confidence (the lowest is used)
+CONFIDENCE_SOURCES = {
+    "pelvis": ("left_hip", "right_hip"),
+    **{f"{s}_{j}": (f"{s}_{j}",) for s in ("left", "right") for j in ("hip", "knee", "ankle", "shoulder",
+                                                                       "elbow", "wrist")},
+}  # fmt: skip
+
+
+class TimeBaseIn(BaseModel):
+    """How the request's times were set, when they are known to be real time (never re-estimated)."""
+
+    factor: float = Field(default=1.0, gt=0, description="slow-motion factor already applied to t")
+    source: Literal["metadata", "user", "estimated", "clock"] = Field(
+        description="capture-rate metadata, the user (--slowmo), an earlier estimate from physics, or the "
+        "capturing device's clock (live streams)"
+    )
+    low: float | None = Field(default=None, description="~95 % interval of an estimated factor")
+    high: float | None = None
+    cue: str | None = Field(default=None, description="the cue that decided an estimated factor")
 
 
 class KinematicsRequest(BaseModel):
@@ -65,6 +94,56 @@ class KinematicsRequest(BaseModel):
         default=None, description="joint name -> (T,) in [0, 1]"
     )
     runner: RunnerInfo = Field(default_factory=RunnerInfo)
+    lifter: str | None = Field(
+        default=None, description="model family of the lifter that produced pose3d, e.g. semgcn (video only)"
+    )
+    time_base: TimeBaseIn | None = Field(
+        default=None, description="set when t is known to be real time; otherwise it is checked from physics"
+    )
+
+    @classmethod
+    def from_poses(
+        cls,
+        t: FloatArray,
+        pose3d: FloatArray,
+        *,
+        metric: bool,
+        keypoints2d: FloatArray | None = None,
+        skeleton2d: str = "coco17",
+        image_wh: tuple[int, int] = (0, 0),
+        swapped: NDArray[np.bool_] | None = None,
+        lifter: str | None = None,
+        runner: RunnerInfo | None = None,
+        time_base: TimeBaseIn | None = None,
+    ) -> KinematicsRequest:
+        """The request for one analysed video (the only builder): H36M-17 3D in camera axes ``(T, 17, 3)``
+        at times ``t`` plus the 2D keypoints ``(T, K, 3)`` it came from, whose scores become per-joint
+        confidences (:data:`CONFIDENCE_SOURCES`)."""
+        kps = None
+        confidence = None
+        if keypoints2d is not None:
+            kps = Keypoints2DIn(
+                skeleton=skeleton2d,  # type: ignore[arg-type]
+                image_wh=image_wh,
+                xy=_listify(keypoints2d),
+                swapped=None if swapped is None else np.asarray(swapped, dtype=bool).tolist(),
+            )
+            names = SKELETONS[skeleton2d].joints
+            scores = np.nan_to_num(keypoints2d[..., 2])
+            confidence = {
+                joint: _listify(np.min([scores[:, names.index(src)] for src in sources], axis=0))
+                for joint, sources in CONFIDENCE_SOURCES.items()
+            }
+        return cls(
+            t=[float(v) for v in t],
+            pose3d=_listify(pose3d),
+            metric=metric,
+            keypoints2d=kps,
+            confidence=confidence,
+            runner=runner or RunnerInfo(),
+            lifter=lifter,
+            time_base=time_base,
+        )
 
 
 class SummaryOut(BaseModel):
@@ -88,7 +167,19 @@ class StepOut(BaseModel):
     toe_off: EventOut | None
     next_strike: EventOut | None
     metrics: dict[str, Number]
-    flags: list[str]
+    flags: list[str] = Field(description="every quality flag that leaves some metric of the step out")
+    excluded: dict[str, list[str]] = Field(
+        default_factory=dict, description="metric -> the flags leaving it out of the summaries"
+    )
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="angle/length metric -> 2d, 2d_corrected, 3d or mocap"
+    )
+    errors_deg: dict[str, Number] = Field(
+        default_factory=dict, description="angle metric -> validated RMSE of its source at this view"
+    )
+    yaw_deg: Number = Field(default=None, description="estimated camera yaw of the step, 0 = side-on")
+    view: str = Field(default="", description="sagittal, oblique, frontal, rear or unknown")
+    foot_strike: str | None = Field(default=None, description="rearfoot, midfoot or forefoot")
 
 
 class KinematicsResponse(BaseModel):
@@ -101,6 +192,11 @@ class KinematicsResponse(BaseModel):
     series: dict[str, list[Number]]
     flags: list[str]
     units: dict[str, str]
+    series_sources: dict[str, str] = Field(default_factory=dict)
+    view: dict[str, float | str | None] = Field(default_factory=dict)
+    foot_strike_pattern: dict[str, int] = Field(default_factory=dict)
+    time_base: dict[str, Any] | None = None
+    definitions: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):
@@ -113,6 +209,14 @@ class ErrorResponse(BaseModel):
 
 
 # --- conversion --------------------------------------------------------------------------------------
+def _listify(a: NDArray[np.float64]) -> list[Any]:
+    """Nested lists with NaN as None (JSON null)."""
+    obj = np.asarray(a, dtype=np.float64).astype(object)
+    obj[~np.isfinite(np.asarray(a, dtype=np.float64))] = None
+    out: list[Any] = obj.tolist()
+    return out
+
+
 def _array(values: object, what: str) -> FloatArray:
     try:
         return np.array(values, dtype=np.float64)  # None -> nan
@@ -172,6 +276,8 @@ def to_motion(req: KinematicsRequest) -> Motion:
             keypoints2d=kps,
             height_m=req.runner.height_m,
             treadmill_speed_mps=req.runner.treadmill_speed_mps,
+            lifter=req.lifter,
+            time_base=None if req.time_base is None else TimeBase(**req.time_base.model_dump()),
         )
     else:
         assert req.joints3d is not None
@@ -193,6 +299,8 @@ def to_motion(req: KinematicsRequest) -> Motion:
             keypoints2d=kps,
             height_m=req.runner.height_m,
             treadmill_speed_mps=req.runner.treadmill_speed_mps,
+            lifter=req.lifter,
+            time_base=None if req.time_base is None else TimeBase(**req.time_base.model_dump()),
         )
     if kps is not None and len(kps.xy) != len(motion.t):
         raise ShapeError(f"keypoints2d has {len(kps.xy)} frames, the 3D pose {len(motion.t)}")
@@ -228,6 +336,12 @@ def to_response(result: KinematicsResult) -> KinematicsResponse:
                 next_strike=None if s.next_strike is None else event(s.next_strike),
                 metrics={k: _num(v) for k, v in s.metrics.items()},
                 flags=list(s.flags),
+                excluded={k: list(v) for k, v in s.excluded.items()},
+                sources=dict(s.sources),
+                errors_deg={k: _num(v) for k, v in s.errors_deg.items()},
+                yaw_deg=_num(s.yaw_deg),
+                view=s.view,
+                foot_strike=s.foot_strike,
             )
         )
     return KinematicsResponse(
@@ -242,4 +356,9 @@ def to_response(result: KinematicsResult) -> KinematicsResponse:
         series={k: [_num(float(x)) for x in v] for k, v in result.series.items()},
         flags=list(result.flags),
         units=dict(result.units),
+        series_sources=dict(result.series_sources),
+        view={k: _num(v) if isinstance(v, float) else v for k, v in result.view.items()},
+        foot_strike_pattern=dict(result.foot_strike_pattern),
+        time_base=to_plain(result.time_base),
+        definitions=definitions(),
     )

@@ -179,7 +179,7 @@ class FrameKeypoints(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., t: _Optional[float] = ..., keypoints: _Optional[_Iterable[_Union[Keypoint, _Mapping]]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., skeleton: _Optional[str] = ..., latency_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("side", "strike_t", "toe_off_t", "metrics", "flags")
+    __slots__ = ("side", "strike_t", "toe_off_t", "metrics", "flags", "sources", "excluded", "yaw_deg", "view", "foot_strike")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -187,17 +187,47 @@ class Step(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class SourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ExcludedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: MetricFlags
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[MetricFlags, _Mapping]] = ...) -> None: ...
     SIDE_FIELD_NUMBER: _ClassVar[int]
     STRIKE_T_FIELD_NUMBER: _ClassVar[int]
     TOE_OFF_T_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_FIELD_NUMBER: _ClassVar[int]
+    YAW_DEG_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    FOOT_STRIKE_FIELD_NUMBER: _ClassVar[int]
     side: str
     strike_t: float
     toe_off_t: float
     metrics: _containers.ScalarMap[str, float]
     flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, side: _Optional[str] = ..., strike_t: _Optional[float] = ..., toe_off_t: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    sources: _containers.ScalarMap[str, str]
+    excluded: _containers.MessageMap[str, MetricFlags]
+    yaw_deg: float
+    view: str
+    foot_strike: str
+    def __init__(self, side: _Optional[str] = ..., strike_t: _Optional[float] = ..., toe_off_t: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., flags: _Optional[_Iterable[str]] = ..., sources: _Optional[_Mapping[str, str]] = ..., excluded: _Optional[_Mapping[str, MetricFlags]] = ..., yaw_deg: _Optional[float] = ..., view: _Optional[str] = ..., foot_strike: _Optional[str] = ...) -> None: ...
+
+class MetricFlags(_message.Message):
+    __slots__ = ("flags",)
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Dropped(_message.Message):
     __slots__ = ("seq", "reason", "message")
