@@ -47,9 +47,9 @@ import onnx
 from numpy.typing import NDArray
 
 from services.errors import GaitwayError, InferenceError, ModelError, status_of
-from services.pose.config import PoseSettings
 from services.pose.models import ModelStore, get_manifest, sha256_of
 from services.pose.runtime import OnnxRunner
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -690,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fp16=args.fp16,
             )
         else:
-            settings = PoseSettings(models_dir=args.models_dir) if args.models_dir else PoseSettings()
+            settings = Settings(models_dir=args.models_dir) if args.models_dir else Settings()
             store = ModelStore(settings.model_search_path())
             prepared = prepare_model(
                 args.model, args.out, store=store, fp16=args.fp16, filename=args.filename

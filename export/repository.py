@@ -35,9 +35,9 @@ from pathlib import Path
 
 from services.errors import GaitwayError, ModelError
 from services.pose.backends import ModelSet
-from services.pose.config import PoseSettings
 from services.pose.models import ModelStore, ResolvedModel, get_preset
 from services.pose.triton import triton_model_name
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = PoseSettings()
+    settings = Settings()
     if args.models_dir is not None:
         settings = settings.model_copy(update={"models_dir": args.models_dir})
     store = ModelStore(settings.model_search_path())

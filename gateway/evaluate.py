@@ -55,13 +55,13 @@ from services.kinematics.view import (
 from services.kinematics.view_validation import DEFAULT_FRAME_STEP, prepare_trial, table_json, view_sweep
 from services.plain import to_plain
 from services.pose.backends import EmbeddedBackend, ModelSet, make_lifter_codec
-from services.pose.config import PoseSettings
 from services.pose.lifting import SEMGCN_JOINTS, LifterCodec, to_h36m17
 from services.pose.metrics import oks, pck
 from services.pose.models import ModelStore, ResolvedModel, get_preset
 from services.pose.runtime import OnnxRunner
 from services.pose.skeletons import H36M17
 from services.pose.tracking import iou
+from services.settings import Settings
 
 FloatArray = NDArray[np.float64]
 
@@ -139,7 +139,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def run(args: argparse.Namespace, settings: PoseSettings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one ``evaluate`` sub-command: print its table, write ``--json`` when asked; the exit code."""
     if args.eval_command == "h36m":
         result = evaluate_h36m(args, settings)
@@ -169,27 +169,27 @@ def run(args: argparse.Namespace, settings: PoseSettings) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _store(args: argparse.Namespace, settings: PoseSettings) -> ModelStore:
+def _store(args: argparse.Namespace, settings: Settings) -> ModelStore:
     models_dir = settings.models_dir if args.models_dir is None else args.models_dir
     return ModelStore(settings.model_copy(update={"models_dir": models_dir}).model_search_path())
 
 
-def _preset_name(args: argparse.Namespace, settings: PoseSettings) -> str:
+def _preset_name(args: argparse.Namespace, settings: Settings) -> str:
     return str(args.preset or settings.preset)
 
 
-def _threads(args: argparse.Namespace, settings: PoseSettings) -> int:
+def _threads(args: argparse.Namespace, settings: Settings) -> int:
     return int(args.threads or settings.ort_threads)
 
 
-def _data_dir(args: argparse.Namespace, settings: PoseSettings, name: str) -> Path:
+def _data_dir(args: argparse.Namespace, settings: Settings, name: str) -> Path:
     root = args.data if args.data is not None else settings.shared_dir / "data" / name
     if not root.is_dir():
         raise InputError(f"data folder not found: {root} (pass --data or set GAITWAY_SHARED_DIR)")
     return Path(root)
 
 
-def _backend(args: argparse.Namespace, settings: PoseSettings) -> EmbeddedBackend:
+def _backend(args: argparse.Namespace, settings: Settings) -> EmbeddedBackend:
     preset = get_preset(_preset_name(args, settings))
     models = ModelSet.resolve(_store(args, settings), preset, pose2d=args.pose2d, lifter=args.lifter)
     return EmbeddedBackend(models, threads=_threads(args, settings))
@@ -247,7 +247,7 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def evaluate_h36m(args: argparse.Namespace, settings: PoseSettings) -> dict[str, Any]:
+def evaluate_h36m(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """3D errors (mm) on the H36M samples from ground-truth 2D and from our detected 2D (detector + 2D model +
     lifter), root-aligned, on SemGCN's 16 joints (H36M-17 without the neck/nose)."""
     root = _data_dir(args, settings, "h36m-samples")
@@ -339,7 +339,7 @@ def _print_h36m(r: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
-def evaluate_coco(args: argparse.Namespace, settings: PoseSettings) -> dict[str, Any]:
+def evaluate_coco(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """2D accuracy on the annotated COCO people with >= 5 labelled keypoints: each person cropped from the
     ground-truth box and from the detector's box that overlaps it most (IoU > 0.3, else a miss)."""
     root = _data_dir(args, settings, "coco-samples")
@@ -422,9 +422,7 @@ def _print_coco(r: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _lifter(
-    args: argparse.Namespace, settings: PoseSettings
-) -> tuple[ResolvedModel, LifterCodec, OnnxRunner]:
+def _lifter(args: argparse.Namespace, settings: Settings) -> tuple[ResolvedModel, LifterCodec, OnnxRunner]:
     preset = get_preset(_preset_name(args, settings))
     model = _store(args, settings).resolve(args.lifter or preset.lifter)
     codec = make_lifter_codec(model.manifest.family)
@@ -440,7 +438,7 @@ def _metric_mean(kin: KinematicsResult | None, metric: str, side: str) -> float:
     return float(s.mean) if s is not None and s.mean is not None else math.nan
 
 
-def evaluate_rbds(args: argparse.Namespace, settings: PoseSettings) -> dict[str, Any]:
+def evaluate_rbds(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """RBDS mocap trial: joint centres -> virtual side camera -> H36M-17 2D -> lifter; 3D error on the
     legs (camera axes, root-aligned), knee-angle RMSE against the mocap angles, and the mocap running
     metrics next to the published values."""
@@ -593,7 +591,7 @@ def _print_rbds(r: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _view_trials(args: argparse.Namespace, settings: PoseSettings) -> list[tuple[Path, Path]]:
+def _view_trials(args: argparse.Namespace, settings: Settings) -> list[tuple[Path, Path]]:
     runs, statics = args.run or [], args.static or []
     if len(runs) != len(statics):
         raise InputError(f"give one --static per --run ({len(runs)} runs, {len(statics)} static trials)")
@@ -608,7 +606,7 @@ def _view_trials(args: argparse.Namespace, settings: PoseSettings) -> list[tuple
     return pairs
 
 
-def evaluate_views(args: argparse.Namespace, settings: PoseSettings) -> dict[str, Any]:
+def evaluate_views(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """RBDS trials seen by virtual cameras yawed about the runner at several framings: knee and thigh angle
     RMSE per source (2D, yaw-corrected 2D, lifted 3D) and the yaw estimate's error per case, the table per
     ``|yaw|`` bin and the policy's choice (:func:`services.kinematics.view_validation.view_sweep`). The

@@ -156,7 +156,7 @@ class LiveSession:
     ``push`` answers each frame's 2D pose; ``new_steps`` (cheap to call after every frame: it computes
     only every ``metrics_every_s`` seconds of stream time, on the last ``window_s`` seconds) returns the
     steps completed since its last answer. ``settle_s``: how long after a step's stride ends it is
-    reported. Frames are posed at ``spec.max_long_side`` (larger ones are downscaled first, as offline);
+    reported. Frames are posed at the spec's long side (larger ones are downscaled first, as offline);
     keypoints and boxes come back in the pixels of the image as sent.
     """
 
@@ -176,7 +176,7 @@ class LiveSession:
         if not (math.isfinite(settle_s) and 0 <= settle_s < window_s / 2):
             raise InputError(f"settle_s must be within [0, window_s / 2), got {settle_s}")
         self.spec = spec
-        self.options = spec.options()
+        self.options = spec.options(engine.settings)
         self.metrics_every_s = metrics_every_s
         self.window_s = window_s
         self.settle_s = settle_s

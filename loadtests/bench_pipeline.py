@@ -49,13 +49,13 @@ def _rss_mb() -> float:
 
 def run_config(video: str, cfg: dict[str, Any]) -> dict[str, Any]:
     from services.pose.backends import EmbeddedBackend, ModelSet
-    from services.pose.config import PoseSettings
     from services.pose.ingest import VideoReader
     from services.pose.models import ModelStore, get_preset
     from services.pose.pipeline import AnalysisOptions
     from services.pose.tracking import TrackerParams
+    from services.settings import Settings
 
-    settings = PoseSettings()
+    settings = Settings()
     if cfg.get("decode_only"):
         start = time.perf_counter()
         with VideoReader(video, max_long_side=settings.max_long_side_px) as reader:

@@ -29,8 +29,8 @@ import numpy as np
 from gateway.proto.gaitway.v1 import gaitway_pb2 as pb
 from gateway.proto.gaitway.v1 import gaitway_pb2_grpc as pb_grpc
 from gateway.server import GrpcGatewayThread
-from gateway.settings import GatewaySettings
 from services.pose.ingest import VideoReader
+from services.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +169,7 @@ def main() -> None:
 
     frames = encode_frames(args.video)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = GatewaySettings(
+        settings = Settings(
             data_dir=Path(tmp), preset=args.preset, require_api_key=False, log_json=False, grpc_port=0
         )
         gateway = GrpcGatewayThread(settings)

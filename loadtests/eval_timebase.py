@@ -65,12 +65,12 @@ def video_rows(presets: list[str]) -> list[dict[str, Any]]:
     from gateway.core import AnalysisSpec, Engine, RunnerInfo, kinematics_request
     from services.kinematics.schema import to_motion
     from services.kinematics.timebase import estimate_time_base
-    from services.pose.config import PoseSettings
     from services.pose.pipeline import analyze_video
     from services.pose.retime import retime
+    from services.settings import Settings
 
     models = os.pathsep.join(str(SHARED / d) for d in ("models", "reference"))
-    engine = Engine(PoseSettings(shared_dir=SHARED, models_dir=models, triton_url=""))
+    engine = Engine(Settings(shared_dir=SHARED, models_dir=models, triton_url=""))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in presets:
@@ -80,7 +80,7 @@ def video_rows(presets: list[str]) -> list[dict[str, Any]]:
                     retime(path, dst, factor)
                     spec = AnalysisSpec(preset=preset, runner=RunnerInfo(height_m=height))
                     with engine.backend(engine.models(spec), pose_workers=spec.pose_workers) as backend:
-                        result = analyze_video(dst, backend, spec.options())
+                        result = analyze_video(dst, backend, spec.options(engine.settings))
                     motion = to_motion(kinematics_request(result.sequence, spec.runner))
                     start = time.perf_counter()
                     est = estimate_time_base(motion)

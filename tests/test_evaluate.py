@@ -28,8 +28,8 @@ from services.kinematics.evaluate import (
     resample,
     side_camera,
 )
-from services.pose.config import PoseSettings
 from services.pose.metrics import mpjpe
+from services.settings import Settings
 
 # ----------------------------------------------------------------------------------------------------
 # 3D errors
@@ -236,18 +236,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 @pytest.fixture(scope="module")
-def settings(shared: Path, model_dirs: list[Path]) -> PoseSettings:
-    return PoseSettings(shared_dir=shared, models_dir=os.pathsep.join(str(d) for d in model_dirs))
+def settings(shared: Path, model_dirs: list[Path]) -> Settings:
+    return Settings(shared_dir=shared, models_dir=os.pathsep.join(str(d) for d in model_dirs))
 
 
-def _run(argv: list[str], settings: PoseSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+def _run(argv: list[str], settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
     out = tmp_path / f"{argv[1]}.json"
     assert cli_evaluate.run(_parse([*argv, "--json", str(out)]), settings) == 0
     printed = capsys.readouterr().out
     return json.loads(out.read_text()), printed
 
 
-def test_evaluate_h36m(settings: PoseSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_h36m(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """GT-2D path reproduces SemGCN's 19.1 mm (README, tests/test_lifting.py); detected 2D measured 106."""
     res, printed = _run(["evaluate", "h36m"], settings, tmp_path, capsys)
     assert res["gt2d"]["n_poses"] == 4
@@ -259,7 +259,7 @@ def test_evaluate_h36m(settings: PoseSettings, tmp_path: Path, capsys: pytest.Ca
     assert "ground-truth 2D" in printed and "19.1" in printed and "right_knee" in printed
 
 
-def test_evaluate_coco(settings: PoseSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_coco(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Measured (thunder): PCK@0.2 0.912 / 0.923, PCK@0.1 0.901 / 0.884, mean OKS 0.842 / 0.837."""
     res, printed = _run(["evaluate", "coco"], settings, tmp_path, capsys)
     assert res["n_people"] == 12 and res["n_detector_matches"] == 12
@@ -272,7 +272,7 @@ def test_evaluate_coco(settings: PoseSettings, tmp_path: Path, capsys: pytest.Ca
 
 
 def test_evaluate_rbds(
-    settings: PoseSettings, shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    settings: Settings, shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = shared / "data/mocap-running-rbds"
     res, printed = _run(

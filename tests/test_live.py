@@ -18,9 +18,9 @@ from gateway.core import AnalysisSpec, Engine, kinematics_request
 from gateway.live import MAX_IMAGE_SIDE, LiveFrame, LiveSession, decode_image
 from services.errors import FrameRateError, InputError, ShapeError
 from services.kinematics.schema import KinematicsResponse, StepOut
-from services.pose.config import PoseSettings
 from services.pose.ingest import VideoInfo, VideoReader
 from services.pose.pipeline import AnalysisResult, analyze_video
+from services.settings import Settings
 
 CLIP = SHARED / "data/running-treadmill-phone/IMG_5396.mp4"
 SPEC = AnalysisSpec(preset="lightning")
@@ -92,7 +92,7 @@ def test_decode_image_refuses_absurd_sizes_before_decoding(ext: str) -> None:
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     models = os.pathsep.join(str(SHARED / d) for d in ("models", "reference"))
-    return Engine(PoseSettings(shared_dir=SHARED, models_dir=models, triton_url=""))
+    return Engine(Settings(shared_dir=SHARED, models_dir=models, triton_url=""))
 
 
 @dataclass
@@ -109,7 +109,7 @@ class LiveRun:
 
 @pytest.fixture(scope="module")
 def live(engine: Engine) -> LiveRun:
-    with VideoReader(CLIP, max_long_side=SPEC.max_long_side) as reader:
+    with VideoReader(CLIP, max_long_side=SPEC.options(engine.settings).max_long_side) as reader:
         run = LiveRun(info=reader.info)
         with LiveSession(engine, SPEC, window_s=WINDOW_S, metrics_every_s=1.0) as session:
             for frame in reader:
@@ -129,7 +129,7 @@ def live(engine: Engine) -> LiveRun:
 def _offline(engine: Engine, pose_workers: int) -> tuple[AnalysisResult, KinematicsResponse]:
     spec = dataclasses.replace(SPEC, pose_workers=pose_workers)
     with engine.backend(engine.models(spec), pose_workers=pose_workers) as backend:
-        result = analyze_video(CLIP, backend, spec.options())
+        result = analyze_video(CLIP, backend, spec.options(engine.settings))
     with engine.kinematics() as client:
         metrics = client.analyze(kinematics_request(result.sequence))
     return result, metrics
@@ -144,7 +144,7 @@ def offline_serial(engine: Engine) -> tuple[AnalysisResult, KinematicsResponse]:
 @pytest.fixture(scope="module")
 def offline_default(engine: Engine) -> tuple[AnalysisResult, KinematicsResponse]:
     """The offline pipeline as analyses run it (two 2D requests in flight)."""
-    return _offline(engine, SPEC.pose_workers)
+    return _offline(engine, SPEC.options(engine.settings).pose_workers)
 
 
 def _distances(run: LiveRun, result: AnalysisResult) -> NDArray[np.float64]:

@@ -33,9 +33,9 @@ from services.kinematics.timebase import (
     excursion_m,
     period_samples,
 )
-from services.pose.config import PoseSettings
 from services.pose.pipeline import analyze_video
 from services.pose.retime import retime
+from services.settings import Settings
 
 Array = NDArray[np.float64]
 
@@ -275,7 +275,7 @@ RUNNER_HEIGHT_M = 1.78
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     models = os.pathsep.join(str(SHARED / d) for d in ("models", "reference"))
-    return Engine(PoseSettings(shared_dir=SHARED, models_dir=models, triton_url=""))
+    return Engine(Settings(shared_dir=SHARED, models_dir=models, triton_url=""))
 
 
 def _video_motion(engine: Engine, path: Path, tmp: Path, factor: float, height_m: float | None) -> Motion:
@@ -285,7 +285,7 @@ def _video_motion(engine: Engine, path: Path, tmp: Path, factor: float, height_m
     retime(path, dst, factor)
     spec = AnalysisSpec(preset="lightning", runner=RunnerInfo(height_m=height_m))
     with engine.backend(engine.models(spec), pose_workers=spec.pose_workers) as backend:
-        result = analyze_video(dst, backend, spec.options())
+        result = analyze_video(dst, backend, spec.options(engine.settings))
     assert result.info.time_scale == 1.0 and result.info.capture_fps is None  # nothing tells the factor
     return to_motion(kinematics_request(result.sequence, spec.runner))
 

@@ -46,10 +46,10 @@ from services.kinematics.view_validation import (
     yawed_camera,
 )
 from services.pose.backends import make_lifter_codec
-from services.pose.config import PoseSettings
 from services.pose.models import ModelStore
 from services.pose.runtime import OnnxRunner
 from services.pose.skeletons import COCO17
+from services.settings import Settings
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 WH = (1920, 1080)
@@ -419,7 +419,7 @@ def test_cli_views(
     run, static = str(root / "RBDS001runT35.c3d"), str(root / "RBDS001static.c3d")
     argv = ["evaluate", "views", "--run", run, "--static", static, "--frame-step", "30", "--json", str(out)]
     args = parser.parse_args(argv)
-    settings = PoseSettings(shared_dir=shared, models_dir=os.pathsep.join(str(d) for d in model_dirs))
+    settings = Settings(shared_dir=shared, models_dir=os.pathsep.join(str(d) for d in model_dirs))
     assert cli_evaluate.run(args, settings) == 0
     printed = capsys.readouterr().out
     doc = json.loads(out.read_text())
