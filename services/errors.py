@@ -10,6 +10,8 @@ Tree::
     │   ├── ClipTooShortError       clip_too_short     422   FAILED_PRECONDITION  2
     │   ├── VideoError              invalid_video      422   INVALID_ARGUMENT     3
     │   │   └── NoVideoStreamError  no_video_stream    422   INVALID_ARGUMENT     3
+    │   ├── VideoLimitError         video_too_large    413   INVALID_ARGUMENT     3
+    │   ├── TooManyFramesError      too_many_frames    413   INVALID_ARGUMENT     2
     │   └── NoPersonError           no_person          422   FAILED_PRECONDITION  4
     ├── ModelError                  model_unavailable  503   FAILED_PRECONDITION  5
     │   └── ModelChecksumError      model_corrupt      503   FAILED_PRECONDITION  5
@@ -23,6 +25,7 @@ Tree::
         ├── NotReadyError           not_ready          409   FAILED_PRECONDITION  8
         ├── PayloadTooLargeError    payload_too_large  413   INVALID_ARGUMENT     8
         ├── UnsupportedMediaError   unsupported_media  415   INVALID_ARGUMENT     8
+        ├── UploadTimeoutError      upload_timeout     408   DEADLINE_EXCEEDED    8
         ├── BadRequestError         bad_request        400   INVALID_ARGUMENT     8
         └── BusyError               busy               429   RESOURCE_EXHAUSTED   8
             ├── RateLimitedError    rate_limited       429   RESOURCE_EXHAUSTED   8
@@ -31,7 +34,9 @@ Tree::
 ``BusyError`` and its children carry ``retry_after_s``: HTTP sends it as ``Retry-After``, gRPC as the
 ``retry-after-s`` trailing metadata.
 
-Every error carries a machine-readable ``code`` and a one-line human message. Third-party errors (PyAV,
+Every error carries a machine-readable ``code`` and a one-line human message, which clients read (through
+:func:`public_message`, which also strips any server path or network address that slipped in); internal
+detail (addresses, paths) goes in ``detail``, for the logs. Third-party errors (PyAV,
 onnxruntime, tritonclient) are translated where they are raised: in ``services.pose.ingest``,
 ``services.pose.runtime`` and ``services.pose.triton`` (``translate_error``).
 The edges (CLI, HTTP, gRPC) look the status up in :data:`ERROR_TABLE` and never inspect messages.
@@ -39,13 +44,19 @@ The edges (CLI, HTTP, gRPC) look the status up in :data:`ERROR_TABLE` and never 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
 class GaitwayError(Exception):
-    """Base class. ``code`` is stable and machine-readable; ``str(err)`` is for people."""
+    """Base class. ``code`` is stable and machine-readable; ``str(err)`` is for people, and clients see it;
+    ``detail`` (optional) is for operators: where it happened, addresses, paths; logs only."""
 
     code = "internal"
+
+    def __init__(self, message: str = "", *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class InputError(GaitwayError):
@@ -88,6 +99,18 @@ class NoVideoStreamError(VideoError):
     code = "no_video_stream"
 
 
+class TooManyFramesError(InputError):
+    """A pose sequence longer than the kinematics service accepts."""
+
+    code = "too_many_frames"
+
+
+class VideoLimitError(InputError):
+    """The video exceeds what the server analyses (picture size, duration or frame count)."""
+
+    code = "video_too_large"
+
+
 class NoPersonError(InputError):
     """No runner could be found in the video."""
 
@@ -111,9 +134,13 @@ class InferenceError(GaitwayError):
 
 
 class ServiceUnavailableError(GaitwayError):
-    """A service this one depends on (kinematics, Triton) cannot be reached."""
+    """A service this one depends on (``dependency``: "triton", "kinematics") cannot be reached."""
 
     code = "service_unavailable"
+
+    def __init__(self, message: str = "", *, dependency: str = "", detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.dependency = dependency
 
 
 class RequestError(GaitwayError):
@@ -162,13 +189,19 @@ class UnsupportedMediaError(RequestError):
     code = "unsupported_media"
 
 
+class UploadTimeoutError(RequestError):
+    """The upload stalled or took too long."""
+
+    code = "upload_timeout"
+
+
 class BusyError(RequestError):
     """The gateway's queue is full; try again after ``retry_after_s``."""
 
     code = "busy"
 
-    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after_s: float = 5.0, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
         self.retry_after_s = retry_after_s
 
 
@@ -196,6 +229,8 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     ClipTooShortError: ErrorStatus(422, "FAILED_PRECONDITION", 2),
     VideoError: ErrorStatus(422, "INVALID_ARGUMENT", 3),
     NoVideoStreamError: ErrorStatus(422, "INVALID_ARGUMENT", 3),
+    VideoLimitError: ErrorStatus(413, "INVALID_ARGUMENT", 3),
+    TooManyFramesError: ErrorStatus(413, "INVALID_ARGUMENT", 2),
     NoPersonError: ErrorStatus(422, "FAILED_PRECONDITION", 4),
     ModelError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
     ModelChecksumError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
@@ -210,6 +245,7 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     NotReadyError: ErrorStatus(409, "FAILED_PRECONDITION", 8),
     PayloadTooLargeError: ErrorStatus(413, "INVALID_ARGUMENT", 8),
     UnsupportedMediaError: ErrorStatus(415, "INVALID_ARGUMENT", 8),
+    UploadTimeoutError: ErrorStatus(408, "DEADLINE_EXCEEDED", 8),
     BusyError: ErrorStatus(429, "RESOURCE_EXHAUSTED", 8),
     RateLimitedError: ErrorStatus(429, "RESOURCE_EXHAUSTED", 8),
     QuotaExceededError: ErrorStatus(429, "RESOURCE_EXHAUSTED", 8),
@@ -217,6 +253,24 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
 
 #: machine-readable code -> error class, for clients turning an error body back into an exception
 ERROR_BY_CODE: dict[str, type[GaitwayError]] = {cls.code: cls for cls in ERROR_TABLE}
+
+
+#: what a client must never read: absolute paths (reduced to the file's name) and network addresses
+_PATH = re.compile(r"(?<![\w.])(?:/[\w.@+-]+){2,}/?")
+_ADDRESSES = (
+    re.compile(r"\[[0-9a-f:.]+\](?::\d{1,5})?", re.IGNORECASE),  # [IPv6]:port
+    re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b"),  # IPv4[:port]
+    re.compile(r"\b(?:localhost|[\w-]+(?:\.[\w-]+)+):\d{2,5}\b"),  # host:port
+)
+
+
+def public_message(err: BaseException, *, limit: int = 500) -> str:
+    """The text a client may read of ``err``: its message with any path reduced to the file's name and
+    any network address hidden, at most ``limit`` characters (internal detail belongs in the logs)."""
+    text = _PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], str(err))
+    for pattern in _ADDRESSES:
+        text = pattern.sub("<internal address>", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def status_of(err: GaitwayError) -> ErrorStatus:

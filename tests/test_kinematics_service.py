@@ -26,13 +26,14 @@ from services.errors import (
 from services.kinematics.client import HttpKinematics, LocalKinematics
 from services.kinematics.mocap import rbds_motion, read_c3d
 from services.kinematics.schema import KinematicsRequest
-from services.kinematics.service import KinematicsSettings, create_app
+from services.kinematics.service import create_app
+from services.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    config = uvicorn.Config(create_app(KinematicsSettings(max_frames=20_000)), host="127.0.0.1", port=0,
-                            log_level="warning")  # fmt: skip
+    app = create_app(Settings(kinematics_max_frames=20_000, kinematics_max_body_mb=8.0))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -102,6 +103,17 @@ def test_bad_input_gets_4xx_with_a_code(server: str, body: Any, status: int, cod
     r = _post(server, body)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_refused_before_it_is_parsed(server: str, chunked: bool) -> None:
+    """8 MB limit, 9 MB of JSON: 413 payload_too_large, whether or not the size is declared up front."""
+    body = b'{"fps": 60, "pose3d": [' + b",".join([b"[[0.0,0.0,0.0]]"] * 620_000) + b"]}"
+    assert len(body) > 9 * 2**20
+    content: Any = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    r = httpx.post(f"{server}/v1/kinematics", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+    assert "kinematics_max_body_mb" in r.json()["error"]["message"]
 
 
 def test_clip_shorter_than_a_stride(server: str, rbds_request: KinematicsRequest) -> None:

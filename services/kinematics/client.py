@@ -41,7 +41,11 @@ class HttpKinematics:
         try:
             r = self._client.post("/v1/kinematics", content=req.model_dump_json(), headers=_JSON)
         except httpx.HTTPError as exc:
-            raise ServiceUnavailableError(f"kinematics service unreachable: {exc}") from exc
+            raise ServiceUnavailableError(
+                "the kinematics service is unreachable",
+                dependency="kinematics",
+                detail=f"{self._client.base_url}: {type(exc).__name__}: {exc}",
+            ) from exc
         if r.status_code == 200:
             return KinematicsResponse.model_validate_json(r.content)
         try:
@@ -49,7 +53,11 @@ class HttpKinematics:
             cls = ERROR_BY_CODE.get(body["code"], InputError if r.status_code < 500 else GaitwayError)
             raise cls(body["message"])
         except (ValueError, KeyError, TypeError):
-            raise ServiceUnavailableError(f"kinematics service answered {r.status_code}") from None
+            raise ServiceUnavailableError(
+                f"the kinematics service answered {r.status_code}",
+                dependency="kinematics",
+                detail=f"{self._client.base_url}: HTTP {r.status_code}",
+            ) from None
 
     def close(self) -> None:
         self._client.close()

@@ -17,23 +17,60 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.errors import GaitwayError, status_of
+from services.errors import GaitwayError, TooManyFramesError, public_message, status_of
 from services.kinematics.client import LocalKinematics
 from services.kinematics.schema import ErrorResponse, KinematicsRequest, KinematicsResponse
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class KinematicsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GAITWAY_KINEMATICS_", extra="ignore")
+class BodyLimit:
+    """Refuse a request body over ``max_bytes`` with 413 ``payload_too_large`` before it is parsed: at once
+    from its Content-Length, or as soon as a body sent without one (chunked) passes the limit."""
 
-    host: str = Field(default="127.0.0.1", description="listen address")
-    port: int = Field(default=8081, ge=0, le=65535, description="listen port")
-    max_frames: int = Field(default=200_000, gt=0, description="longest accepted sequence")
-    min_confidence: float = Field(default=0.3, ge=0, le=1, description="keypoint confidence threshold")
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        if declared:
+            await self.app(scope, receive, send)
+            return
+        body: list[Message] = []  # no declared size: read it all, counting, before the app parses it
+        seen = 0
+        while True:
+            message = await receive()
+            body.append(message)
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                await self._refuse(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        replay = iter(body)
+
+        async def replayed() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+    async def _refuse(self, send: Send) -> None:
+        limit = f"the request body exceeds {self.max_bytes / 2**20:g} MB (kinematics_max_body_mb)"
+        await _error(413, "payload_too_large", limit)({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -57,9 +94,9 @@ def _self_check() -> bool:
     return bool(np.allclose(value, 90.0, atol=1e-6))
 
 
-def create_app(settings: KinematicsSettings | None = None) -> FastAPI:
-    cfg = settings or KinematicsSettings()
-    engine = LocalKinematics(min_confidence=cfg.min_confidence)
+def create_app(settings: Settings | None = None) -> FastAPI:
+    cfg = settings or Settings()
+    engine = LocalKinematics(min_confidence=cfg.kinematics_min_confidence)
     state = {"ready": False}
 
     @asynccontextmanager
@@ -77,9 +114,11 @@ def create_app(settings: KinematicsSettings | None = None) -> FastAPI:
     )
     errors = {422: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
 
+    app.add_middleware(BodyLimit, max_bytes=int(cfg.kinematics_max_body_mb * 1024 * 1024))
+
     @app.exception_handler(GaitwayError)
     async def domain_error(request: Request, exc: GaitwayError) -> JSONResponse:
-        return _error(status_of(exc).http, exc.code, str(exc))
+        return _error(status_of(exc).http, exc.code, public_message(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -95,13 +134,13 @@ def create_app(settings: KinematicsSettings | None = None) -> FastAPI:
     async def readyz() -> JSONResponse:
         if state["ready"]:
             return JSONResponse({"status": "ready"})
-        return _error(503, "not_ready", "the kinematics engine failed its self-check")
+        return _error(503, "self_check_failed", "the kinematics engine failed its self-check")
 
     @app.post("/v1/kinematics", response_model=KinematicsResponse, responses=errors)  # type: ignore[arg-type]
     def kinematics(req: KinematicsRequest) -> KinematicsResponse | JSONResponse:
         frames = len(req.pose3d) if req.pose3d is not None else len(req.t or [])
-        if frames > cfg.max_frames:
-            return _error(413, "too_many_frames", f"{frames} frames; at most {cfg.max_frames} per request")
+        if frames > cfg.kinematics_max_frames:
+            raise TooManyFramesError(f"{frames} frames; at most {cfg.kinematics_max_frames} per request")
         return engine.analyze(req)
 
     return app
@@ -110,9 +149,9 @@ def create_app(settings: KinematicsSettings | None = None) -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    cfg = KinematicsSettings()
+    cfg = Settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port)
+    uvicorn.run(create_app(cfg), host=cfg.kinematics_host, port=cfg.kinematics_port)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,16 @@ from numpy.typing import NDArray
 
 from services.errors import InputError, NoVideoStreamError, VideoError
 
-__all__ = ["CAPTURE_FPS_KEYS", "Frame", "VideoInfo", "VideoReader", "probe"]
+__all__ = [
+    "CAPTURE_FPS_KEYS",
+    "Frame",
+    "VideoHeader",
+    "VideoInfo",
+    "VideoReader",
+    "check_complete",
+    "probe",
+    "read_header",
+]
 
 #: Metadata keys (container or stream level) holding the capture frame rate of slow-motion phone clips.
 CAPTURE_FPS_KEYS = ("com.android.capture.fps", "com.apple.quicktime.capture.fps")
@@ -241,37 +250,40 @@ def _ffmpeg_reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _open_error(path: str, exc: BaseException) -> VideoError:
-    """Translate an exception raised while opening ``path`` into one clear :class:`VideoError`."""
+def _open_error(path: str, exc: BaseException, name: str | None = None) -> VideoError:
+    """Translate an exception raised while opening ``path`` into one clear :class:`VideoError` naming the
+    file ``name`` (default: its path)."""
+    shown = path if name is None else name
     if isinstance(exc, FileNotFoundError):
-        return VideoError(f"Video file '{path}' does not exist.")
+        return VideoError(f"Video file '{shown}' does not exist.")
     if isinstance(exc, IsADirectoryError):
-        return VideoError(f"'{path}' is a directory, not a video file.")
+        return VideoError(f"'{shown}' is a directory, not a video file.")
     if isinstance(exc, PermissionError):
-        return VideoError(f"Video file '{path}' cannot be read: permission denied.")
+        return VideoError(f"Video file '{shown}' cannot be read: permission denied.")
     if isinstance(exc, av.error.InvalidDataError):
         scan = _scan_iso_boxes(path)
         if scan.is_iso and not scan.has_moov:
             return VideoError(
-                f"Video file '{path}' is truncated or incomplete: its MP4/QuickTime index ('moov atom') is "
+                f"Video file '{shown}' is truncated or incomplete: its MP4/QuickTime index ('moov atom') is "
                 "missing. Was the recording, upload or copy interrupted?"
             )
-        return VideoError(f"'{path}' is not a video file FFmpeg can read (unknown or corrupt format).")
-    return VideoError(f"Video file '{path}' cannot be opened: {_ffmpeg_reason(exc)}.")
+        return VideoError(f"'{shown}' is not a video file FFmpeg can read (unknown or corrupt format).")
+    return VideoError(f"Video file '{shown}' cannot be opened: {_ffmpeg_reason(exc)}.")
 
 
-def _check_file(path: str) -> None:
-    """Fail fast, with a clear message, on a missing, non-regular or empty file."""
+def _check_file(path: str, name: str | None = None) -> None:
+    """Fail fast, with a clear message, on a missing, non-regular or empty file (named ``name``)."""
+    shown = path if name is None else name
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise _open_error(path, exc) from exc
+        raise _open_error(path, exc, name) from exc
     except ValueError as exc:  # e.g. an embedded NUL byte
-        raise VideoError(f"'{path}' is not a valid file path.") from exc
+        raise VideoError(f"'{shown}' is not a valid file path.") from exc
     if os.path.isdir(path):
-        raise VideoError(f"'{path}' is a directory, not a video file.")
+        raise VideoError(f"'{shown}' is a directory, not a video file.")
     if st.st_size == 0:
-        raise VideoError(f"Video file '{path}' is empty (0 bytes).")
+        raise VideoError(f"Video file '{shown}' is empty (0 bytes).")
 
 
 def _pick_stream(container: InputContainer) -> VideoStream | None:
@@ -321,6 +333,7 @@ class VideoReader:
     ``max_long_side``: shrink so the long side is at most this many pixels (None = full size).
     ``slowmo``: slow-motion factor overriding capture-rate metadata (4 = plays 4x slower than real life).
     ``threads``: decoder thread count (0 = FFmpeg's automatic choice).
+    ``name``: how messages name the file (default: its path; a server names an upload by the client's name).
     """
 
     info: VideoInfo
@@ -334,20 +347,22 @@ class VideoReader:
         max_long_side: int | None = 640,
         slowmo: float | None = None,
         threads: int = 0,
+        name: str | None = None,
     ) -> None:
         _validate_args(max_long_side, slowmo, threads)
         self._path = os.fspath(path)
+        self._name = self._path if name is None else name
         self.warnings = []
         self.damaged = None
         self._started = False
         self._closed = False
         self._delivered = 0
-        _check_file(self._path)
+        _check_file(self._path, name)
         try:
             # "file:" stops FFmpeg from reading a protocol ("concat:", "http:") into the name.
             self._container = av.open("file:" + os.path.abspath(self._path), metadata_errors="replace")
         except (av.error.FFmpegError, OSError) as exc:
-            raise _open_error(self._path, exc) from exc
+            raise _open_error(self._path, exc, name) from exc
         self._first: Frame | None = None
         try:
             self._stream = self._open_stream(threads, max_long_side)
@@ -355,7 +370,7 @@ class VideoReader:
             first = next(self._frames, None)
             if first is None:
                 reason = self.warnings[-1].split(": ", 1)[-1] if self.warnings else "the stream is empty"
-                raise VideoError(f"Video file '{self._path}' contains no decodable video frames ({reason}).")
+                raise VideoError(f"Video file '{self._name}' contains no decodable video frames ({reason}).")
             self.info = self._make_info(first, max_long_side, slowmo)
             self._setup_conversion(first)
             self._first = self._make_frame(first)  # converted now, so conversion problems also fail fast
@@ -373,15 +388,15 @@ class VideoReader:
         """
         container = self._container
         if container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe"):
-            raise VideoError(f"'{self._path}' is a still image ({container.format.name}), not a video.")
+            raise VideoError(f"'{self._name}' is a still image ({container.format.name}), not a video.")
         stream = _pick_stream(container)
         if stream is None:
             kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
             raise NoVideoStreamError(
-                f"'{self._path}' contains no video stream (streams found: {', '.join(kinds)})."
+                f"'{self._name}' contains no video stream (streams found: {', '.join(kinds)})."
             )
         if stream.codec_context is None:
-            raise VideoError(f"Video file '{self._path}' uses a video codec this FFmpeg build cannot decode.")
+            raise VideoError(f"Video file '{self._name}' uses a video codec this FFmpeg build cannot decode.")
         for other in container.streams:
             if other.index != stream.index:
                 other.discard = av.stream.Discard.all
@@ -506,7 +521,7 @@ class VideoReader:
             ).to_ndarray()
         except (av.error.FFmpegError, ValueError) as exc:
             raise VideoError(
-                f"Video file '{self._path}': frame {self._delivered} ({frame.format.name}) cannot be "
+                f"Video file '{self._name}': frame {self._delivered} ({frame.format.name}) cannot be "
                 f"converted to RGB: {_ffmpeg_reason(exc)}."
             ) from exc
         if self._rotate_code is not None:
@@ -576,14 +591,50 @@ def probe(
         return reader.info
 
 
-def check_complete(path: str | os.PathLike[str], *, allow_truncated: bool = False) -> VideoInfo:
+@dataclass(frozen=True)
+class VideoHeader:
+    """What a video's container says of its main video stream, read without decoding a frame."""
+
+    width: int  # coded size (before rotation)
+    height: int
+    frames: int | None  # as declared, None when the container does not say
+    duration_s: float | None  # media time
+    fps_nominal: float | None
+
+
+def read_header(path: str | os.PathLike[str], *, name: str | None = None) -> VideoHeader:
+    """The main video stream's size, frame count, duration and nominal rate from the container's header,
+    decoding nothing (so a server can refuse an 8K or hour-long upload before allocating frames). Raises
+    the errors :class:`VideoReader` raises for a file that is not a video (naming it ``name``)."""
+    shown = os.fspath(path) if name is None else name
+    _check_file(os.fspath(path), name)
+    try:
+        container = av.open("file:" + os.path.abspath(os.fspath(path)), metadata_errors="replace")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise _open_error(os.fspath(path), exc, name) from exc
+    with container:
+        stream = _pick_stream(container)
+        if stream is None or stream.codec_context is None:
+            raise NoVideoStreamError(f"'{shown}' contains no decodable video stream.")
+        return VideoHeader(
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            frames=stream.frames or None,
+            duration_s=_duration_s(stream, container),
+            fps_nominal=_nominal_fps(stream),
+        )
+
+
+def check_complete(
+    path: str | os.PathLike[str], *, allow_truncated: bool = False, name: str | None = None
+) -> VideoInfo:
     """Check that ``path`` is a complete, decodable video without decoding all of it; returns its info.
 
     Opens the container and decodes the first frame (:class:`VideoReader`), then walks the MP4/MOV box
     headers: a file whose last box runs past its end (an interrupted upload or copy) raises
-    :class:`VideoError` unless ``allow_truncated``.
+    :class:`VideoError` unless ``allow_truncated``. Messages name the file ``name`` (default: its path).
     """
-    with VideoReader(path, max_long_side=64) as reader:
+    with VideoReader(path, max_long_side=64, name=name) as reader:
         info = reader.info
     if not allow_truncated and _scan_iso_boxes(os.fspath(path)).truncated:
         raise VideoError(

@@ -205,8 +205,11 @@ def analyze_video(
     options: AnalysisOptions | None = None,
     *,
     progress: Callable[[int, VideoInfo], None] | None = None,
+    name: str | None = None,
 ) -> AnalysisResult:
-    """Analyse one video. ``progress(frames_done, info)`` is called after every frame."""
+    """Analyse one video. ``progress(frames_done, info)`` is called after every frame (an exception it
+    raises stops the analysis). Messages name the video ``name`` (default: its path)."""
+    shown = os.fspath(path) if name is None else name
     opts = options or AnalysisOptions()
     times = StageTimes()
     t_start = time.perf_counter()
@@ -238,7 +241,8 @@ def analyze_video(
 
     inflight: deque[_Pending] = deque()
     pool = ThreadPoolExecutor(opts.pose_workers, thread_name_prefix="pose") if opts.pose_workers > 1 else None
-    with VideoReader(path, max_long_side=opts.max_long_side, slowmo=opts.slowmo) as reader, _shutdown(pool):
+    reader_of = VideoReader(path, max_long_side=opts.max_long_side, slowmo=opts.slowmo, name=name)
+    with reader_of as reader, _shutdown(pool):
         info = reader.info
         wanted.update(_sheet_indices(info.num_frames, opts.sheet_frames))
         frames = _timed(reader, times)
@@ -263,15 +267,13 @@ def analyze_video(
         warnings = list(reader.warnings)
         if reader.damaged and not opts.allow_truncated:
             raise VideoError(
-                f"{os.fspath(path)} is truncated or damaged ({reader.damaged}); "
+                f"{shown} is truncated or damaged ({reader.damaged}); "
                 "pass --allow-truncated to analyse the frames that decode"
             )
 
     times.detections = poser.tracker.detections
     if not poses or not np.isfinite(np.stack(poses)[:, :, 0]).any():
-        raise NoPersonError(
-            f"no person found in {os.fspath(path)}: the detector found nobody in {len(poses)} frames"
-        )
+        raise NoPersonError(f"no person found in {shown}: the detector found nobody in {len(poses)} frames")
     scale = info.width / info.out_width  # keypoints and boxes in original-frame pixels
     raw = np.stack(poses)
     raw[..., :2] *= scale

@@ -99,12 +99,16 @@ def translate_error(exc: BaseException, *, url: str, model: str = "") -> Gaitway
     elif isinstance(exc, OSError | TimeoutError | asyncio.TimeoutError):
         status, message = "StatusCode.UNAVAILABLE", str(exc) or type(exc).__name__
     else:
-        return InferenceError(f"{what} at {url} failed: {type(exc).__name__}: {exc}")
+        return InferenceError(f"{what} failed", detail=f"{what} at {url}: {type(exc).__name__}: {exc}")
     if status in _UNREACHABLE:
-        return ServiceUnavailableError(f"Triton at {url} is unreachable ({status}): {message}")
+        return ServiceUnavailableError(
+            "the inference server (Triton) is unreachable",
+            dependency="triton",
+            detail=f"Triton at {url}: {status}: {message}",
+        )
     if status == "StatusCode.NOT_FOUND" or "is not found" in message or "unknown model" in message:
-        return ModelError(f"{what} is not served at {url}: {message}")
-    return InferenceError(f"{what} at {url} rejected the request: {message}")
+        return ModelError(f"{what} is not served", detail=f"{what} at {url}: {message}")
+    return InferenceError(f"{what} rejected the request", detail=f"{what} at {url}: {message}")
 
 
 # --- launcher ------------------------------------------------------------------------------------------
@@ -331,9 +335,17 @@ class _InferStream:
         except (InferenceServerException, grpc.RpcError) as exc:
             error = exc
         except asyncio.CancelledError:
-            error = ServiceUnavailableError(f"the inference stream to Triton at {self._url} was closed")
+            error = ServiceUnavailableError(
+                "the inference stream to Triton was closed",
+                dependency="triton",
+                detail=f"stream to Triton at {self._url} closed",
+            )
         if error is None:
-            error = ServiceUnavailableError(f"Triton at {self._url} ended the inference stream")
+            error = ServiceUnavailableError(
+                "Triton ended the inference stream",
+                dependency="triton",
+                detail=f"Triton at {self._url} ended the stream",
+            )
         for future, _ in list(self._pending.values()):
             if not future.done():
                 future.set_exception(error)
@@ -408,7 +420,11 @@ class TritonBackend:
             raise
         if not ready:
             await client.close()
-            raise ServiceUnavailableError(f"Triton at {self.url} is up but not ready")
+            raise ServiceUnavailableError(
+                "the inference server (Triton) is up but not ready",
+                dependency="triton",
+                detail=f"Triton at {self.url} not ready",
+            )
         return client
 
     async def _io_of(self, name: str) -> tuple[list[str], list[str], int]:
