@@ -1,22 +1,19 @@
-"""API keys, rate limits and quotas, shared by the HTTP and gRPC APIs.
+"""API keys, rate limits and quotas, shared by the HTTP and gRPC APIs and by every replica.
 
-Keys are random tokens given to a client once; the store keeps only their SHA-256. Each key has a
-request rate limit (token bucket, per process) and a daily quota of analyses (counted in the job store,
-so it holds across restarts and replicas).
+Keys are random tokens given to a client once; the store keeps only their SHA-256. Each key has a request
+rate limit and a daily quota of analyses; failed authentications are throttled per client address. The
+limits live in the store (token buckets and job counts), so they hold across replicas and restarts.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.settings import GatewaySettings
-from gateway.store import ApiKey, JobStore
+from gateway.records import ApiKey, Store
 from services.errors import AuthenticationError, InputError, QuotaExceededError, RateLimitedError
+from services.settings import Settings
 
 ANONYMOUS = ApiKey(
     id="key_anonymous",
@@ -40,51 +37,48 @@ def secret_from_headers(headers: Iterable[tuple[str, str]]) -> str | None:
     return None
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
 class Access:
-    """Authenticates keys and applies their rate limits and quotas."""
+    """Authenticates keys and applies their rate limits and quotas, and throttles failed attempts."""
 
-    def __init__(self, settings: GatewaySettings, store: JobStore) -> None:
+    anonymous = ANONYMOUS
+
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
 
-    def check(self, secret: str | None) -> ApiKey:
-        """The key of ``secret``, after its rate limit. Raises AuthenticationError / RateLimitedError."""
+    def check(self, secret: str | None, *, client: str = "") -> ApiKey:
+        """The key of ``secret``, after its rate limit. Raises AuthenticationError, or RateLimitedError for
+        a key over its rate or a ``client`` (address) that failed to authenticate too often."""
         if not self.settings.require_api_key:
             return ANONYMOUS
-        if not secret:
-            raise AuthenticationError(
-                "missing API key: send 'x-api-key: <key>' or 'authorization: Bearer <key>'"
+        failures = f"authfail:{client}"
+        rate = self.settings.auth_failures_per_min
+        if client:
+            wait = self.store.peek(failures, per_min=rate, burst=rate)
+            if wait > 0:
+                raise RateLimitedError(
+                    "too many failed authentications from this address", retry_after_s=round(wait, 2)
+                )
+        try:
+            if not secret:
+                raise AuthenticationError(
+                    "missing API key: send 'x-api-key: <key>' or 'authorization: Bearer <key>'"
+                )
+            key = self.store.authenticate(secret)
+        except AuthenticationError:
+            if client:
+                self.store.take(failures, per_min=rate, burst=rate)
+            raise
+        wait = self.store.take(f"key:{key.id}", per_min=key.requests_per_min, burst=key.requests_per_min)
+        if wait > 0:
+            raise RateLimitedError(
+                f"rate limit of {key.requests_per_min} requests/min reached", retry_after_s=round(wait, 2)
             )
-        key = self.store.authenticate(secret)
-        self._take(key)
         return key
 
-    def _take(self, key: ApiKey) -> None:
-        rate = key.requests_per_min / 60.0
-        now = time.monotonic()
-        with self._lock:
-            b = self._buckets.get(key.id)
-            if b is None:
-                b = self._buckets[key.id] = _Bucket(tokens=float(key.requests_per_min), stamp=now)
-            b.tokens = min(float(key.requests_per_min), b.tokens + (now - b.stamp) * rate)
-            b.stamp = now
-            if b.tokens < 1.0:
-                wait = (1.0 - b.tokens) / rate
-                raise RateLimitedError(
-                    f"rate limit of {key.requests_per_min} requests/min reached", retry_after_s=round(wait, 2)
-                )
-            b.tokens -= 1.0
-
     def check_quota(self, key: ApiKey) -> None:
-        """Refuse a new analysis when the key has used its daily quota (rolling 24 h)."""
+        """Refuse a new analysis early when the key has used its daily quota (rolling 24 h); the binding
+        decision is the store's, when the job is inserted."""
         if key is ANONYMOUS:
             return
         used = self.store.count_since(key.id, datetime.now(UTC) - timedelta(days=1))
@@ -92,7 +86,7 @@ class Access:
             raise QuotaExceededError(f"daily quota of {key.jobs_per_day} analyses used", retry_after_s=3600.0)
 
 
-def load_keys_file(path: Path, store: JobStore, settings: GatewaySettings) -> int:
+def load_keys_file(path: Path, store: Store, settings: Settings) -> int:
     """Load ``name:secret[:jobs_per_day[:requests_per_min]]`` lines (``#`` comments) into the store."""
     count = 0
     for lineno, raw in enumerate(path.read_text().splitlines(), 1):

@@ -19,19 +19,18 @@ from typing import Any
 from tqdm import tqdm
 
 from gateway import evaluate
-from gateway.argtypes import box, positive_float, positive_int
+from gateway.argtypes import box, port, positive_float, positive_int
 from gateway.core import AnalysisSpec, Engine, RunnerInfo
-from gateway.settings import GatewaySettings
 from services.errors import GaitwayError, ModelError, status_of
 from services.kinematics.metric_defs import METRIC_DEFS
 from services.kinematics.schema import KinematicsResponse
-from services.pose.config import PoseSettings
 from services.pose.models import ModelStore, manifests, presets
+from services.settings import Settings
 
 log = logging.getLogger("gaitway")
 
 
-def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gaitway", description="Markerless running-gait analysis")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = p.add_subparsers(dest="command", required=True)
@@ -64,9 +63,19 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
 
     evaluate.add_parser(sub)
     sv = sub.add_parser("serve", help="run the HTTP + gRPC gateway (settings: GAITWAY_* environment)")
-    sv.add_argument("--http-port", type=int, help="override GAITWAY_HTTP_PORT")
-    sv.add_argument("--grpc-port", type=int, help="override GAITWAY_GRPC_PORT")
+    sv.add_argument("--http-port", type=port, help="override GAITWAY_HTTP_PORT")
+    sv.add_argument("--grpc-port", type=port, help="override GAITWAY_GRPC_PORT")
     k = sub.add_parser("keys", help="manage the gateway's API keys (in its job store)")
+    k.add_argument(
+        "--data-dir",
+        type=Path,
+        default=settings.data_dir,
+        help="the gateway's data folder, whose SQLite store holds the keys (default: GAITWAY_DATA_DIR, "
+        "%(default)s; the local stack's is out/stack/var)",
+    )
+    k.add_argument(
+        "--database-url", default=settings.database_url, help="the gateway's store URL (PostgreSQL); wins"
+    )
     ksub = k.add_subparsers(dest="keys_command", required=True)
     kc = ksub.add_parser("create", help="create a key and print its secret once")
     kc.add_argument("name")
@@ -80,15 +89,15 @@ def build_parser(settings: PoseSettings) -> argparse.ArgumentParser:
     return p
 
 
-def _store(settings: PoseSettings, models_dir: str) -> ModelStore:
+def _store(settings: Settings, models_dir: str) -> ModelStore:
     return ModelStore(settings.model_copy(update={"models_dir": models_dir}).model_search_path())
 
 
-def _analyze(args: argparse.Namespace, settings: PoseSettings) -> int:
-    pose_settings = settings.model_copy(
+def _analyze(args: argparse.Namespace, settings: Settings) -> int:
+    run_settings = settings.model_copy(
         update={"models_dir": args.models_dir, "triton_url": args.triton or "", "ort_threads": args.threads}
     )
-    engine = Engine(pose_settings, kinematics_url=args.kinematics_url or "")
+    engine = Engine(run_settings, kinematics_url=args.kinematics_url or "")
     spec = AnalysisSpec(
         runner=RunnerInfo(height_m=args.height, treadmill_speed_mps=args.treadmill_speed, slowmo=args.slowmo),
         preset=args.preset,
@@ -160,7 +169,7 @@ def _print_summary(resp: KinematicsResponse) -> None:
         w("foot strike: " + ", ".join(f"{k} {v}" for k, v in sorted(resp.foot_strike_pattern.items())) + "\n")
 
 
-def _models(args: argparse.Namespace, settings: PoseSettings) -> int:
+def _models(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings, args.models_dir)
     sys.stdout.write("models:\n")
     for name, m in sorted(manifests().items()):
@@ -177,23 +186,23 @@ def _models(args: argparse.Namespace, settings: PoseSettings) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.server import run
     from gateway.telemetry import configure_logging
 
     overrides = {
         k: v for k, v in (("http_port", args.http_port), ("grpc_port", args.grpc_port)) if v is not None
     }
-    gw = GatewaySettings(**overrides)
+    gw = settings.model_copy(update=overrides)
     configure_logging(json_logs=gw.log_json)
     return run(gw)
 
 
-def _keys(args: argparse.Namespace) -> int:
-    from gateway.store import JobStore
+def _keys(args: argparse.Namespace, gw: Settings) -> int:
+    from gateway.store import SqlStore
 
-    gw = GatewaySettings()
-    store = JobStore(gw.db_url)
+    gw = gw.model_copy(update={"data_dir": args.data_dir, "database_url": args.database_url})
+    store = SqlStore(gw.db_url)
     try:
         if args.keys_command == "create":
             key, secret = store.create_key(
@@ -218,7 +227,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = PoseSettings()
+    settings = Settings()
     args = build_parser(settings).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
@@ -229,9 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return evaluate.run(args, settings)
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, settings)
         if args.command == "keys":
-            return _keys(args)
+            return _keys(args, settings)
         return _models(args, settings)
     except GaitwayError as exc:
         sys.stderr.write(f"gaitway: error [{exc.code}]: {exc}\n")

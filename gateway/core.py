@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,14 @@ import httpx
 import numpy as np
 from numpy.typing import NDArray
 
-from services.errors import BadRequestError, InputError, ModelError, ServiceUnavailableError
+from services.errors import BadRequestError, GaitwayError, InputError, ModelError, ServiceUnavailableError
 from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import write_report
 from services.kinematics.schema import KinematicsRequest, KinematicsResponse, TimeBaseIn
 from services.kinematics.schema import RunnerInfo as KinematicsRunner
 from services.pose.backends import EmbeddedBackend, FloatArray, ModelSet, PoseBackend
-from services.pose.config import PoseSettings
+from services.pose.checkpoint import load_result, save_result
 from services.pose.ingest import VideoInfo
 from services.pose.models import ModelStore, get_preset
 from services.pose.outputs import write_outputs
@@ -40,21 +39,14 @@ from services.pose.sequence import CleaningParams
 from services.pose.stages import LiftedSequence, lift_sequence
 from services.pose.tracking import TrackerParams
 from services.pose.triton import TritonBackend
+from services.settings import Settings
 
 log = logging.getLogger("gaitway.core")
 
 #: progress callback: (stage, fraction of that stage done in [0, 1])
 Progress = Callable[[str, float], None]
-
-
-def check_preset(name: str | None) -> None:
-    """An unknown preset named in a request is the client's mistake (bad_request), unlike a known preset
-    whose model files are missing on the server (model_unavailable)."""
-    if name:
-        try:
-            get_preset(name)
-        except ModelError as exc:
-            raise BadRequestError(str(exc)) from None
+#: how long the answer "does Triton serve this preset" is kept (seconds)
+_SERVED_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -79,19 +71,24 @@ class RunnerInfo:
 
 @dataclass(frozen=True)
 class AnalysisSpec:
-    """One analysis request, whatever transport it came by."""
+    """One analysis request, whatever transport it came by.
+
+    A field left None takes the engine's setting (:class:`services.settings.Settings`, the one copy of
+    the defaults): ``preset`` (``GAITWAY_PRESET``), ``max_long_side`` (``GAITWAY_MAX_LONG_SIDE_PX``),
+    ``det_interval`` (``GAITWAY_DET_INTERVAL_FRAMES``) and ``pose_workers`` (``GAITWAY_POSE_WORKERS``).
+    """
 
     runner: RunnerInfo = field(default_factory=RunnerInfo)
-    preset: str | None = None  # None: the engine's default
+    preset: str | None = None
     pose2d: str = ""  # model overrides (CLI); empty = the preset's
     lifter: str = ""
     allow_truncated: bool = False
     overlay: bool = False
-    max_long_side: int | None = 640
-    det_interval: int = 15
+    max_long_side: int | None = None  # pixels
+    det_interval: int | None = None  # frames
     runner_box: tuple[float, float, float, float] | None = None
     cutoff_hz: float | None = None
-    pose_workers: int = 2
+    pose_workers: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The fields a job store keeps (JSON types only)."""
@@ -112,19 +109,21 @@ class AnalysisSpec:
         )
         return cls(runner=runner, preset=doc.get("preset"), allow_truncated=bool(doc.get("allow_truncated")))
 
-    def options(self) -> AnalysisOptions:
+    def options(self, settings: Settings) -> AnalysisOptions:
+        """The pipeline options of this spec; unset fields take ``settings``' values."""
+        det_interval = settings.det_interval_frames if self.det_interval is None else self.det_interval
         try:
             cleaning = (
                 CleaningParams() if self.cutoff_hz is None else CleaningParams(cutoff_hz=self.cutoff_hz)
             )
             return AnalysisOptions(
-                max_long_side=self.max_long_side,
+                max_long_side=settings.max_long_side_px if self.max_long_side is None else self.max_long_side,
                 slowmo=self.runner.slowmo,
                 height_m=self.runner.height_m,
-                tracker=TrackerParams(det_interval=self.det_interval, runner_box=self.runner_box),
+                tracker=TrackerParams(det_interval=det_interval, runner_box=self.runner_box),
                 cleaning=cleaning,
                 allow_truncated=self.allow_truncated,
-                pose_workers=self.pose_workers,
+                pose_workers=settings.pose_workers if self.pose_workers is None else self.pose_workers,
             )
         except ValueError as exc:
             raise InputError(str(exc)) from None
@@ -170,12 +169,13 @@ class Engine:
     thread-safe); a Triton backend is opened per analysis so a restarted Triton is picked up.
     """
 
-    def __init__(self, settings: PoseSettings, *, kinematics_url: str = "") -> None:
+    def __init__(self, settings: Settings, *, kinematics_url: str | None = None) -> None:
         self.settings = settings
-        self.kinematics_url = kinematics_url
+        self.kinematics_url = settings.kinematics_url if kinematics_url is None else kinematics_url
         self.store = ModelStore(settings.model_search_path())
         self._embedded: dict[tuple[str, str, str, int], EmbeddedBackend] = {}
         self._models: dict[tuple[str, str, str], ModelSet] = {}
+        self._served: dict[str, tuple[float, GaitwayError | None]] = {}
         self._lock = threading.Lock()
         #: called with (role, seconds) after each Triton call (the gateway feeds its latency histogram)
         self.on_triton_call: Callable[[str, float], None] | None = None
@@ -193,8 +193,49 @@ class Engine:
                 self._models[key] = found
         return found
 
+    def dependencies(self) -> tuple[str, ...]:
+        """The remote services analyses need here: "triton" and/or "kinematics" (none when embedded)."""
+        return tuple(
+            name
+            for name, url in (("triton", self.settings.triton_url), ("kinematics", self.kinematics_url))
+            if url
+        )
+
+    def check_preset(self, name: str | None) -> None:
+        """Whether this deployment serves preset ``name`` (None: the default): BadRequestError for a name
+        no preset has, or a preset whose models Triton does not serve here (a client's choice this
+        deployment does not offer); ModelError when its model files are missing on the server."""
+        preset = name or self.settings.preset
+        try:
+            get_preset(preset)
+        except ModelError:
+            raise BadRequestError(f"unknown preset {preset[:64]!r}; see `gaitway models`") from None
+        if not self.settings.triton_url:
+            self.models(AnalysisSpec(preset=preset))
+            return
+        now = time.monotonic()
+        with self._lock:
+            cached = self._served.get(preset)
+        if cached is None or now - cached[0] > _SERVED_TTL_S:
+            error: GaitwayError | None = None
+            try:
+                with self.backend(self.models(AnalysisSpec(preset=preset))):
+                    pass
+            except ModelError:
+                error = BadRequestError(f"preset {preset!r} is not served by this deployment's Triton")
+            except ServiceUnavailableError as exc:
+                error = exc
+            cached = (now, error)
+            with self._lock:
+                self._served[preset] = cached
+        if cached[1] is not None:
+            raise cached[1]
+
     @contextmanager
-    def backend(self, models: ModelSet, *, pose_workers: int = 2) -> Iterator[PoseBackend]:
+    def backend(self, models: ModelSet, *, pose_workers: int | None = None) -> Iterator[PoseBackend]:
+        """The pose backend of ``models`` for ``pose_workers`` 2D requests in flight (None: the setting)."""
+        if pose_workers is None:
+            pose_workers = self.settings.pose_workers
         if self.settings.triton_url:
             triton = TritonBackend.from_url(self.settings.triton_url, models)
             try:
@@ -227,45 +268,63 @@ class Engine:
         spec: AnalysisSpec,
         *,
         progress: Progress | None = None,
+        name: str | None = None,
+        checkpoint: Path | None = None,
+        on_checkpoint: Callable[[str], None] | None = None,
     ) -> AnalysisOutcome:
-        """Analyse ``video`` into ``out_dir``. Raises the domain errors of :mod:`services.errors`."""
+        """Analyse ``video`` into ``out_dir``. Raises the domain errors of :mod:`services.errors`.
+
+        ``name``: how messages name the video (default: its path). With ``checkpoint`` (a folder), the pose
+        stage's result is saved there once computed, ``on_checkpoint("kinematics")`` is called, and a later
+        call with the same folder resumes from it instead of decoding and posing the video again."""
         report = progress or (lambda stage, fraction: None)
-        options = spec.options()
+        options = spec.options(self.settings)
         models = self.models(spec)
 
         def frame_done(done: int, info: VideoInfo) -> None:
             if info.num_frames:
                 report("pose", min(done / info.num_frames, 1.0))
 
-        report("pose", 0.0)
+        result = None if checkpoint is None else load_result(checkpoint, models, options)
+        if result is None:
+            report("pose", 0.0)
+            with self.backend(models, pose_workers=options.pose_workers) as backend:
+                result = analyze_video(video, backend, options, progress=frame_done, name=name)
+            if checkpoint is not None:
+                save_result(result, checkpoint)
+                if on_checkpoint is not None:
+                    on_checkpoint("kinematics")
+        report("kinematics", 0.0)
+        warnings = list(result.warnings)
         metrics: KinematicsResponse | None = None
         metrics_error: InputError | None = None
-        warnings: list[str] = []
-        with self.backend(models, pose_workers=spec.pose_workers) as backend:
-            result = analyze_video(video, backend, options, progress=frame_done)
-            warnings += result.warnings
-            report("kinematics", 0.0)
-            relift = partial(
-                lift_sequence,
-                backend=backend,
-                image_wh=result.sequence.image_wh,
-                cleaning=options.cleaning,
-                height_m=options.height_m,
-                warnings=result.sequence.warnings,
-            )
-            try:
-                with self.kinematics() as client:
-                    sequence, metrics = running_metrics(
-                        result.sequence,
-                        client,
-                        spec.runner,
-                        relift=relift,
-                        time_base=video_time_base(result.info, spec.runner),
-                    )
-                result = dataclasses.replace(result, sequence=sequence)
-            except InputError as exc:  # e.g. no foot strike seen: the poses are still worth having
-                metrics_error = exc
-                warnings.append(f"running metrics not computed [{exc.code}]: {exc}")
+        image_wh, seq_warnings = result.sequence.image_wh, result.sequence.warnings
+
+        def relift(raw: FloatArray, t: FloatArray) -> LiftedSequence:  # only when the time base changes
+            with self.backend(models, pose_workers=1) as backend:
+                return lift_sequence(
+                    raw,
+                    t,
+                    backend=backend,
+                    image_wh=image_wh,
+                    cleaning=options.cleaning,
+                    height_m=options.height_m,
+                    warnings=seq_warnings,
+                )
+
+        try:
+            with self.kinematics() as client:
+                sequence, metrics = running_metrics(
+                    result.sequence,
+                    client,
+                    spec.runner,
+                    relift=relift,
+                    time_base=video_time_base(result.info, spec.runner),
+                )
+            result = dataclasses.replace(result, sequence=sequence)
+        except InputError as exc:  # e.g. no foot strike seen: the poses are still worth having
+            metrics_error = exc
+            warnings.append(f"running metrics not computed [{exc.code}]: {exc}")
         report("artifacts", 0.0)
         paths = write_outputs(result, out_dir, overlay=spec.overlay)
         if metrics is not None:
@@ -276,7 +335,7 @@ class Engine:
                 joints=motion.joints,
                 up=motion.up,
                 unit="m" if motion.metric else "model units",
-                metadata={"video": os.path.basename(result.info.path), "fps": result.info.fps},
+                metadata={"video": name or os.path.basename(result.info.path), "fps": result.info.fps},
             )
         report("artifacts", 1.0)
         return AnalysisOutcome(
@@ -394,7 +453,8 @@ def _http_ready(url: str) -> str:
     try:
         r = httpx.get(url, timeout=2.0)
     except httpx.HTTPError as exc:
-        return f"unreachable: {exc}"
+        log.debug("readiness probe failed", extra={"url": url, "error": str(exc)})
+        return "unreachable"
     return "ok" if r.status_code == 200 else f"not ready (HTTP {r.status_code})"
 
 
@@ -408,4 +468,5 @@ def _triton_ready(url: str) -> str:
         finally:
             client.close()
     except Exception as exc:  # tritonclient raises its own and grpc's errors
-        return f"unreachable: {ServiceUnavailableError(str(exc))}"
+        log.debug("readiness probe failed", extra={"url": url, "error": str(exc)})
+        return "unreachable"

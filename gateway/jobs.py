@@ -1,18 +1,25 @@
-"""Analysis jobs: admission, upload, bounded workers, retries, recovery. Shared by HTTP and gRPC.
+"""Analysis jobs: admission, uploads, and this replica's workers. Shared by the HTTP and gRPC APIs.
 
-Never losing an accepted job rests on three rules:
+Any number of replicas (``gaitway serve`` processes pointed at the same ``GAITWAY_DATA_DIR`` and
+``GAITWAY_DATABASE_URL``) share one queue, the database (:mod:`gateway.store`). The rules that keep every
+accepted job and run it once:
 
-1. The upload is complete, checked and on disk (``uploads/<id>.video``) *before* the job row exists;
-   a crash in between leaves an orphan file, never a job without its video.
-2. A job row is queued, running, done or failed. At start-up every queued or running job is picked up
-   again (``JobStore.unfinished``); one that has already used ``max_attempts`` ends failed with the
-   code ``interrupted`` instead of looping.
-3. A dependency outage (Triton, kinematics: ``ServiceUnavailableError`` / ``InferenceError``) puts the
-   job back in the queue after an exponential backoff; after ``max_attempts`` it fails with that
-   error's code and message.
-
-Admission is bounded: with ``workers + queue_limit`` jobs pending, new uploads get :class:`BusyError`
-(HTTP 429 / RESOURCE_EXHAUSTED with a retry hint) before a byte is stored.
+1. The upload is complete, within the limits, checked and on the shared disk
+   (``uploads/<id>.video``) *before* the job row exists; a crash in between leaves an orphan file, never a
+   job without its video. Admission (idempotency, quota, queue limit) is decided in the transaction that
+   inserts the row.
+2. A worker claims a job under a lease it renews while it works. A replica that dies stops renewing; when
+   the lease runs out another replica takes the job over (an attempt; after ``max_attempts`` the job fails
+   ``interrupted``). Nothing touches a job whose lease is alive, and a worker that lost its lease (the job
+   was deleted, or taken over after a long stall) stops at its next progress report and writes nothing.
+3. The pose stage's result is checkpointed on the shared disk; a job that stops after it (a dependency
+   outage, a shutdown, a dead replica) resumes from it, never from frame 0.
+4. While Triton or the kinematics service is known to be down (:class:`DependencyGate`) no job is taken;
+   a job that meets the outage goes back to the queue without spending an attempt, and fails
+   ``service_unavailable`` only once the outage has lasted ``max_outage_s``.
+5. SIGTERM (:meth:`JobManager.stop`) takes no new job, lets running jobs finish within the grace period,
+   then stops the rest at their next progress report and puts them back in the queue (their attempt
+   given back, their checkpoint kept), and releases their leases.
 """
 
 from __future__ import annotations
@@ -24,21 +31,27 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from gateway.auth import Access
-from gateway.core import AnalysisSpec, Engine
-from gateway.settings import GatewaySettings
-from gateway.store import TERMINAL, ApiKey, Job, JobState, JobStore, new_job_id
+from gateway.auth import Access, load_keys_file
+from gateway.core import AnalysisOutcome, AnalysisSpec, Engine
+from gateway.dependencies import DependencyGate
+from gateway.live import LiveSession
+from gateway.records import MAX_IDEMPOTENCY_KEY, TERMINAL, Admission, ApiKey, Job, JobState, Store, new_job_id
+from gateway.store import SqlStore
 from gateway.telemetry import Telemetry
 from services.errors import (
+    BadRequestError,
     BusyError,
     ConflictError,
     GaitwayError,
@@ -48,9 +61,13 @@ from services.errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
     UnsupportedMediaError,
+    UploadTimeoutError,
     VideoError,
+    VideoLimitError,
+    public_message,
 )
-from services.pose.ingest import check_complete
+from services.pose.ingest import VideoHeader, check_complete, read_header
+from services.settings import Settings
 
 log = logging.getLogger("gaitway.jobs")
 
@@ -77,9 +94,12 @@ ARTIFACTS: dict[str, Artifact] = {
 
 #: overall progress at the start and end of each stage
 _STAGE_SPAN = {"pose": (0.0, 0.85), "kinematics": (0.85, 0.95), "artifacts": (0.95, 1.0)}
+#: the job folder's subfolder holding stage checkpoints (kept when a job is retried)
+CHECKPOINT_DIR = "checkpoint"
+#: a partial upload older than this (seconds) belongs to no live request
+_STALE_PART_S = 3600.0
 
 _VIDEO_TYPES = re.compile(r"^(video/[\w.+-]+|application/octet-stream)$")
-_RETRYABLE = (ServiceUnavailableError, InferenceError)
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -89,8 +109,14 @@ def check_content_type(content_type: str | None) -> None:
     base = content_type.split(";", 1)[0].strip().lower()
     if base and not _VIDEO_TYPES.match(base):
         raise UnsupportedMediaError(
-            f"content type {base!r} is not a video; send video/mp4, video/quicktime..."
+            f"content type {base[:100]!r} is not a video; send video/mp4, video/quicktime..."
         )
+
+
+def check_idempotency_key(key: str | None) -> None:
+    """One limit for every transport: 1-255 printable characters."""
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise BadRequestError(f"an idempotency key has 1-{MAX_IDEMPOTENCY_KEY} printable characters")
 
 
 def safe_filename(name: str | None) -> str:
@@ -101,64 +127,175 @@ def safe_filename(name: str | None) -> str:
     return base[:200] or "video"
 
 
+def check_video_limits(header: VideoHeader, settings: Settings) -> None:
+    """Refuse, before anything is decoded, a video whose frames, duration or picture size exceed the
+    limits (:class:`VideoLimitError`, HTTP 413 / gRPC INVALID_ARGUMENT, the limit in the message)."""
+    pixels = header.width * header.height
+    if pixels > settings.max_video_pixels:
+        raise VideoLimitError(
+            f"the video is {header.width}x{header.height} px; at most {settings.max_video_pixels:,} pixels a "
+            "frame are analysed (about 4K UHD): downscale it, 1080p is plenty"
+        )
+    if header.duration_s is not None and header.duration_s > settings.max_video_s:
+        raise VideoLimitError(
+            f"the video lasts {header.duration_s:.0f} s; at most {settings.max_video_s:g} s are analysed: "
+            "trim it to the running you want measured"
+        )
+    frames = header.frames
+    if frames is None and header.duration_s is not None and header.fps_nominal:
+        frames = round(header.duration_s * header.fps_nominal)
+    if frames is not None and frames > settings.max_video_frames:
+        raise VideoLimitError(
+            f"the video has {frames} frames; at most {settings.max_video_frames} are analysed: trim it"
+        )
+
+
+class JobLost(Exception):
+    """This worker no longer holds the job: it was deleted by its owner, or another replica took it."""
+
+
+class JobStopped(Exception):
+    """This replica is shutting down: the job goes back to the queue."""
+
+
+@dataclass
+class _Running:
+    job: Job
+    lost: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def build_manager(settings: Settings) -> JobManager:
+    """Store, engine, telemetry and access control wired from one settings object (not started)."""
+    store = SqlStore(settings.db_url)
+    if settings.api_keys_file is not None:
+        n = load_keys_file(settings.api_keys_file, store, settings)
+        log.info("API keys loaded", extra={"keys": n})
+    engine = Engine(settings)
+    telemetry = Telemetry()
+    engine.on_triton_call = lambda model, seconds: telemetry.triton_seconds.labels(model).observe(seconds)
+    return JobManager(settings, store, engine, telemetry, Access(settings, store))
+
+
 class JobManager:
+    """Admission, uploads and reading for both APIs, and this replica's analysis workers (see the module
+    docstring). Public methods that touch the store or the disk are coroutines that do their own thread
+    hops; the workers run analyses in threads."""
+
     def __init__(
         self,
-        settings: GatewaySettings,
-        store: JobStore,
+        settings: Settings,
+        store: Store,
         engine: Engine,
         telemetry: Telemetry | None = None,
         access: Access | None = None,
+        *,
+        replica: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
         self.telemetry = telemetry or Telemetry()
         self.access = access or Access(settings, store)
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._pending: set[str] = set()
-        self._running: set[str] = set()
-        self._events: dict[str, asyncio.Event] = {}
+        self.replica = replica or f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.gate = DependencyGate(engine.dependencies())
+        self._running: dict[str, _Running] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._durations: list[float] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._wake: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._draining = False
+        #: called with the readiness checks after every probe (the gRPC health service listens)
+        self.on_readiness: list[Any] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        for part in self.settings.uploads_dir.glob("*.part"):
-            part.unlink(missing_ok=True)  # uploads cut off by a restart were never accepted
-        for job in await asyncio.to_thread(self.store.unfinished):
-            self._recover(job)
-        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.settings.workers)]
+        await asyncio.to_thread(self._remove_stale_parts)
+        await self._heartbeat_replica()
+        self._workers = [asyncio.create_task(self._worker()) for _ in range(self.settings.workers)]
+        self._tasks = [asyncio.create_task(self._maintain())]
+        log.info("replica started", extra={"replica": self.replica, "workers": self.settings.workers})
 
-    def _recover(self, job: Job) -> None:
-        if job.state is JobState.RUNNING and job.attempts >= self.settings.max_attempts:
-            self.store.mark_failed(
-                job.id, "interrupted", f"the gateway stopped during each of {job.attempts} attempts"
-            )
-            self.telemetry.jobs_finished.labels("failed", "interrupted").inc()
-            return
-        if not self.upload_path(job.id).exists():
-            self.store.mark_failed(job.id, "upload_missing", "the uploaded video is no longer on disk")
-            return
-        if job.state is JobState.RUNNING:
-            self.store.requeue(job.id)
-        log.info("resuming job", extra={"job_id": job.id, "attempts": job.attempts})
-        self._enqueue(job.id)
-
-    async def stop(self) -> None:
-        """Stop taking jobs. A job still running stays 'running' in the store and is resumed by the next
-        start (its worker thread cannot be interrupted mid-inference)."""
+    async def stop(self, *, grace_s: float | None = None) -> None:
+        """Take no new job; give running jobs ``grace_s`` (default ``shutdown_grace_s``) to finish, then
+        stop them at their next progress report and put them back in the queue; release everything."""
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        self._draining = True
+        if self._stopping is not None:
+            self._stopping.set()
+        if self._wake is not None:
+            self._wake.set()
+        with contextlib.suppress(Exception):
+            await self._heartbeat_replica()
+        if self._workers:
+            _, pending = await asyncio.wait(self._workers, timeout=grace)
+            for running in list(self._running.values()):
+                running.stop.set()
+            if pending:
+                await asyncio.wait(pending, timeout=max(30.0, grace))
+            for task in pending:
+                task.cancel()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+        for task in [*self._tasks, *self._workers]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks = []
+        self._tasks, self._workers = [], []
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.remove_worker, self.replica)
+        log.info("replica stopped", extra={"replica": self.replica})
+
+    async def _heartbeat_replica(self) -> None:
+        await asyncio.to_thread(
+            partial(
+                self.store.heartbeat_worker,
+                self.replica,
+                host=socket.gethostname(),
+                slots=self.settings.workers,
+                draining=self._draining,
+            )
+        )
+
+    def _remove_stale_parts(self) -> None:
+        """Partial uploads older than an hour belong to no live request (another replica's fresh ones do)."""
+        cutoff = time.time() - _STALE_PART_S
+        for part in self.settings.uploads_dir.glob("*.part"):
+            with contextlib.suppress(OSError):
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+
+    async def _maintain(self) -> None:
+        """Every few seconds: the replica's heartbeat, readiness probes (faster while a dependency is down),
+        jobs whose workers died too often, and the queue gauges."""
+        delay = 1.0
+        while True:
+            try:
+                await self._heartbeat_replica()
+                checks = await asyncio.to_thread(self.engine.readiness)
+                self.gate.update(checks)
+                for listener in self.on_readiness:
+                    listener(checks)
+                for job in await asyncio.to_thread(
+                    partial(self.store.fail_abandoned, max_attempts=self.settings.max_attempts)
+                ):
+                    log.warning("job interrupted in every attempt", extra={"job_id": job.id})
+                    self.telemetry.jobs_finished.labels("failed", "interrupted").inc()
+                if not self.gate.is_open():  # no worker claims while it lasts: end the jobs it stranded
+                    await self._fail_outaged()
+                counts = await asyncio.to_thread(self.store.counts)
+                self.telemetry.queue_depth.set(counts[JobState.QUEUED])
+            except Exception:  # the store itself may be down for a moment: keep trying
+                log.exception("maintenance failed")
+            if self.gate.is_open():
+                delay = self.settings.probe_interval_s
+            else:  # probe again soon, then back off: 1, 2, 4 ... 15 s
+                delay = 1.0 if delay >= self.settings.probe_interval_s else min(2 * delay, 15.0)
+            await asyncio.sleep(delay)
 
     # -- paths -----------------------------------------------------------------------------------------
 
@@ -170,22 +307,22 @@ class JobManager:
 
     # -- admission and upload --------------------------------------------------------------------------
 
-    @property
-    def queue_depth(self) -> int:
-        return len(self._pending) - len(self._running)
+    def _admission(self, owner: ApiKey) -> Admission:
+        quota = None if owner is self.access.anonymous else owner.jobs_per_day
+        return Admission(jobs_per_day=quota, max_queued=self.settings.queue_limit)
 
-    def admit(self) -> None:
-        """Raise BusyError when the queue is full, with a retry hint from recent job durations."""
-        if len(self._pending) < self.settings.workers + self.settings.queue_limit:
-            return
-        recent = self._durations[-20:]
-        per_job = sum(recent) / len(recent) if recent else 30.0
-        wait = per_job * max(1, self.queue_depth) / self.settings.workers
-        limit = self.settings.workers + self.settings.queue_limit
-        raise BusyError(
-            f"{len(self._pending)} analyses pending (limit {limit})",
-            retry_after_s=round(min(max(wait, 1.0), 600.0), 1),
-        )
+    def _precheck(self, owner: ApiKey) -> None:
+        """Refuse early, before a byte is stored, what admission would refuse anyway (not atomic: the
+        decision is the store's, when the job is inserted)."""
+        admission = self._admission(owner)
+        if admission.jobs_per_day is not None:
+            self.access.check_quota(owner)
+        queued = self.store.counts()[JobState.QUEUED]
+        if admission.max_queued is not None and queued >= admission.max_queued:
+            raise BusyError(
+                f"{queued} analyses are waiting for a worker (limit {admission.max_queued})",
+                retry_after_s=self.store.wait_estimate_s(queued),
+            )
 
     async def submit(
         self,
@@ -201,39 +338,45 @@ class JobManager:
         used by ``owner`` for the same bytes, the existing job comes back with created False. On any error
         nothing is kept."""
         check_content_type(content_type)
+        check_idempotency_key(idempotency_key)
+        await asyncio.to_thread(self.engine.check_preset, spec.preset)
+        existing = None
         if idempotency_key is not None:
             existing = await asyncio.to_thread(self.store.find_idempotent, owner.id, idempotency_key)
-            if existing is None:
-                self.admit()
-                self.access.check_quota(owner)
-        else:
-            self.admit()
-            self.access.check_quota(owner)
+        if existing is None:
+            await asyncio.to_thread(self._precheck, owner)
         job_id = new_job_id()
         part = self.settings.uploads_dir / f"{job_id}.part"
         final = self.upload_path(job_id)
+        shown = safe_filename(filename)
         try:
             sha, size = await self._receive(chunks, part)
-            if idempotency_key is not None:
-                existing = await asyncio.to_thread(self.store.find_idempotent, owner.id, idempotency_key)
-                if existing is not None:
-                    if existing.upload_sha256 != sha:
+            if existing is not None or idempotency_key is not None:
+                again = await asyncio.to_thread(self.store.find_idempotent, owner.id, idempotency_key or "")
+                if again is not None:
+                    if again.upload_sha256 != sha:
                         raise ConflictError(
-                            f"idempotency key {idempotency_key!r} was used for another upload ({existing.id})"
+                            f"this idempotency key was used for another upload (analysis {again.id})"
                         )
-                    return existing, False
-            await asyncio.to_thread(partial(check_complete, part, allow_truncated=spec.allow_truncated))
-            self.admit()
+                    return again, False
+            header = await asyncio.to_thread(read_header, part, name=shown)
+            check_video_limits(header, self.settings)
+            await asyncio.to_thread(
+                partial(check_complete, part, allow_truncated=spec.allow_truncated, name=shown)
+            )
             os.replace(part, final)
             job, created = await asyncio.to_thread(
-                self.store.create_job,
-                owner=owner.id,
-                spec=spec.to_json(),
-                upload_sha256=sha,
-                upload_bytes=size,
-                filename=safe_filename(filename),
-                idempotency_key=idempotency_key,
-                job_id=job_id,
+                partial(
+                    self.store.create_job,
+                    owner=owner.id,
+                    spec=spec.to_json(),
+                    upload_sha256=sha,
+                    upload_bytes=size,
+                    filename=shown,
+                    idempotency_key=idempotency_key,
+                    job_id=job_id,
+                    admission=self._admission(owner),
+                )
             )
         except BaseException:
             final.unlink(missing_ok=True)
@@ -244,19 +387,40 @@ class JobManager:
             final.unlink(missing_ok=True)
             return job, False
         log.info("job accepted", extra={"job_id": job.id, "bytes": size, "owner": owner.id})
-        self._enqueue(job.id)
+        if self._wake is not None:
+            self._wake.set()
         return job, True
 
     async def _receive(self, chunks: AsyncIterator[bytes], part: Path) -> tuple[str, int]:
-        cap = self.settings.max_upload_bytes
+        """Write the upload to ``part`` within the size cap, the idle timeout (no byte for that long) and
+        the total upload time; returns (sha256, size)."""
+        s = self.settings
+        cap = s.max_upload_bytes
         digest = hashlib.sha256()
         size = 0
+        deadline = time.monotonic() + s.upload_timeout_s
+        stream = aiter(chunks)
         with open(part, "wb") as fh:
-            async for chunk in chunks:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UploadTimeoutError(
+                        f"the upload took longer than {s.upload_timeout_s:g} s (upload_timeout_s)"
+                    )
+                try:
+                    chunk = await asyncio.wait_for(anext(stream), timeout=min(s.upload_idle_timeout_s, left))
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise UploadTimeoutError(
+                        f"no upload data for {s.upload_idle_timeout_s:g} s (upload_idle_timeout_s)"
+                        if left > s.upload_idle_timeout_s
+                        else f"the upload took longer than {s.upload_timeout_s:g} s (upload_timeout_s)"
+                    ) from None
                 size += len(chunk)
                 if size > cap:
                     raise PayloadTooLargeError(
-                        f"upload exceeds the {self.settings.max_upload_mb:g} MB limit (max_upload_mb)"
+                        f"upload exceeds the {s.max_upload_mb:g} MB limit (max_upload_mb)"
                     )
                 digest.update(chunk)
                 fh.write(chunk)
@@ -266,38 +430,37 @@ class JobManager:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def get(self, job_id: str, *, owner: ApiKey) -> Job:
-        return self.store.get(job_id, owner=owner.id)
+    async def get(self, job_id: str, *, owner: ApiKey) -> Job:
+        return await asyncio.to_thread(partial(self.store.get, job_id, owner=owner.id))
 
-    def list_jobs(
+    async def list_jobs(
         self, *, owner: ApiKey, limit: int = 20, cursor: str | None = None, state: JobState | None = None
     ) -> tuple[list[Job], str | None]:
-        return self.store.list_jobs(owner.id, limit=limit, cursor=cursor, state=state)
+        return await asyncio.to_thread(
+            partial(self.store.list_jobs, owner.id, limit=limit, cursor=cursor, state=state)
+        )
 
     async def watch(self, job_id: str, *, owner: ApiKey, poll_s: float = 1.0) -> AsyncIterator[Job]:
-        """The job now, then at each change, ending after a terminal state. Wakes on local progress events
-        and polls the store (jobs run by another replica change there only)."""
-        job = await asyncio.to_thread(self.get, job_id, owner=owner)
+        """The job now, then at each change, ending after a terminal state (the store is polled: the job
+        may run on any replica)."""
+        job = await self.get(job_id, owner=owner)
         yield job
         seen = (job.state, job.stage, round(job.progress, 3))
-        event = self._events.setdefault(job_id, asyncio.Event())
-        try:
-            while job.state not in TERMINAL:
-                event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=poll_s)
-                job = await asyncio.to_thread(self.store.get, job_id)
-                now = (job.state, job.stage, round(job.progress, 3))
-                if now != seen:
-                    seen = now
-                    yield job
-        finally:
-            if job.state in TERMINAL:
-                self._events.pop(job_id, None)  # other watchers of this job still poll the store
+        while job.state not in TERMINAL:
+            await asyncio.sleep(poll_s)
+            job = await asyncio.to_thread(self.store.get, job_id)
+            now = (job.state, job.stage, round(job.progress, 3))
+            if now != seen:
+                seen = now
+                yield job
 
-    def result_document(self, job: Job) -> dict[str, Any]:
+    async def result_document(self, job_id: str, *, owner: ApiKey) -> dict[str, Any]:
         """{"job": status, "poses": poses.json, "metrics": metrics.json or None} of a finished job."""
+        job = await self.get(job_id, owner=owner)
         require_done(job)
+        return await asyncio.to_thread(self._result_document, job)
+
+    def _result_document(self, job: Job) -> dict[str, Any]:
         folder = self.job_dir(job.id)
         metrics = folder / ARTIFACTS["metrics"].filename
         return {
@@ -306,112 +469,264 @@ class JobManager:
             "metrics": json.loads(metrics.read_text()) if metrics.exists() else None,
         }
 
-    def artifact(self, job_id: str, name: str, *, owner: ApiKey) -> tuple[Path, Artifact]:
-        job = self.get(job_id, owner=owner)
+    async def artifacts(self, job_id: str, *, owner: ApiKey) -> list[tuple[str, Artifact]]:
+        """The artifacts a finished job has, by name."""
+        job = await self.get(job_id, owner=owner)
+        require_done(job)
+        folder = self.job_dir(job.id)
+
+        def present() -> list[tuple[str, Artifact]]:
+            return [(n, a) for n, a in ARTIFACTS.items() if (folder / a.filename).is_file()]
+
+        return await asyncio.to_thread(present)
+
+    async def artifact(self, job_id: str, name: str, *, owner: ApiKey) -> tuple[Path, Artifact]:
+        job = await self.get(job_id, owner=owner)
         art = ARTIFACTS.get(name)
         if art is None:
-            raise NotFoundError(f"no artifact {name!r}; known: {', '.join(ARTIFACTS)}")
+            raise NotFoundError(f"no artifact of that name; known: {', '.join(ARTIFACTS)}")
         require_done(job)
         path = self.job_dir(job.id) / art.filename
-        if not path.is_file():
+        if not await asyncio.to_thread(path.is_file):
             raise NotFoundError(
-                f"analysis {job.id} has no {name!r} (e.g. no metrics for a clip under one stride)"
+                f"this analysis has no {name!r} (e.g. no metrics for a clip without a stride)"
             )
         return path, art
 
-    def delete(self, job_id: str, *, owner: ApiKey) -> None:
-        job = self.get(job_id, owner=owner)
-        if job.id in self._running:
-            raise NotReadyError(f"analysis {job.id} is running; delete it once it has ended")
-        self.store.delete(job.id, owner=job.owner)
-        self._pending.discard(job.id)
-        shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
-        self.upload_path(job.id).unlink(missing_ok=True)
+    async def delete(self, job_id: str, *, owner: ApiKey) -> None:
+        """Delete the job, its upload and its files, whatever its state: a running job is cancelled (its
+        worker, on whichever replica, stops at its next progress report)."""
+        job = await asyncio.to_thread(partial(self.store.delete, job_id, owner=owner.id))
+        running = self._running.get(job.id)
+        if running is not None:
+            running.lost.set()
+        await asyncio.to_thread(self._remove_files, job.id)
+        log.info("job deleted", extra={"job_id": job.id, "state": job.state.value})
+
+    def _remove_files(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self.upload_path(job_id).unlink(missing_ok=True)
+
+    async def readiness(self) -> dict[str, str]:
+        return await asyncio.to_thread(self.engine.readiness)
+
+    async def check_preset(self, name: str | None) -> None:
+        """Whether this deployment serves preset ``name`` (see :meth:`gateway.core.Engine.check_preset`)."""
+        await asyncio.to_thread(self.engine.check_preset, name)
+
+    def live_session(self, spec: AnalysisSpec, **options: float) -> LiveSession:
+        """A live session on this replica's models (blocking: opens the backend; call from a worker)."""
+        return LiveSession(self.engine, spec, **options)
+
+    # -- live sessions ---------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def live_slot(self, owner: ApiKey) -> AsyncIterator[None]:
+        """Hold one of the live-stream places (``stream_sessions_per_key`` across every replica,
+        ``stream_sessions_per_replica`` on this one) for the life of a StreamFrames call."""
+        s = self.settings
+        session = "ls_" + secrets.token_hex(12)
+        lease = 3 * s.probe_interval_s + 10.0
+        await asyncio.to_thread(
+            partial(
+                self.store.open_session,
+                session,
+                owner.id,
+                self.replica,
+                per_key=s.stream_sessions_per_key,
+                per_worker=s.stream_sessions_per_replica,
+                lease_s=lease,
+            )
+        )
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                await asyncio.to_thread(partial(self.store.renew_session, session, lease_s=lease))
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
+            await asyncio.to_thread(self.store.close_session, session)
 
     # -- workers ---------------------------------------------------------------------------------------
 
-    def _enqueue(self, job_id: str) -> None:
-        self._pending.add(job_id)
-        self._queue.put_nowait(job_id)
-        self.telemetry.queue_depth.set(self.queue_depth)
-
-    async def _worker(self, index: int) -> None:
-        while True:
-            job_id = await self._queue.get()
-            if job_id not in self._pending:  # deleted while queued
+    async def _worker(self) -> None:
+        assert self._wake is not None and self._stopping is not None
+        s = self.settings
+        while not self._draining:
+            if not self.gate.is_open():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
                 continue
-            self._running.add(job_id)
-            self.telemetry.running.set(len(self._running))
-            self.telemetry.queue_depth.set(self.queue_depth)
             try:
-                await self._run(job_id)
-            finally:
-                self._running.discard(job_id)
-                self.telemetry.running.set(len(self._running))
-                self.telemetry.queue_depth.set(self.queue_depth)
-
-    def _changed(self, job_id: str) -> None:
-        event = self._events.get(job_id)
-        if event is not None:
-            event.set()
-
-    async def _run(self, job_id: str) -> None:
-        try:
-            job = await asyncio.to_thread(self.store.mark_running, job_id)
-        except GaitwayError:  # deleted or already ended
-            self._pending.discard(job_id)
-            return
-        self._changed(job_id)
-        t0 = time.perf_counter()
-        try:
-            spec = AnalysisSpec.from_json(job.spec)
-            outcome = await asyncio.to_thread(self._analyze, job_id, spec)
-            summary = outcome.summary()
-        except _RETRYABLE as exc:
-            if job.attempts < self.settings.max_attempts:
-                delay = self.settings.retry_backoff_s * 2 ** (job.attempts - 1)
-                log.warning(
-                    "dependency failed; retrying",
-                    extra={"job_id": job_id, "code": exc.code, "attempt": job.attempts, "retry_in_s": delay},
+                job = await asyncio.to_thread(
+                    partial(self.store.claim, self.replica, lease_s=s.lease_s, max_attempts=s.max_attempts)
                 )
-                self.telemetry.job_retries.inc()
-                await asyncio.to_thread(self.store.requeue, job_id)
-                self._changed(job_id)
-                assert self._loop is not None
-                self._loop.call_later(delay, self._queue.put_nowait, job_id)
+            except Exception:
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=s.poll_interval_s)
+                continue
+            await self._run(job)
+
+    async def _heartbeat(self, running: _Running) -> None:
+        """Renew the lease of a running job; a lost lease stops it."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.lease_s / 3)
+            try:
+                held = await asyncio.to_thread(
+                    partial(self.store.renew, running.job.id, self.replica, lease_s=s.lease_s)
+                )
+            except Exception:
+                log.exception("renewing a lease failed", extra={"job_id": running.job.id})
+                continue
+            if not held:
+                running.lost.set()
                 return
-            self._fail(job_id, exc.code, f"{exc} (after {job.attempts} attempts)")
-            return
+
+    async def _run(self, job: Job) -> None:
+        running = _Running(job)
+        self._running[job.id] = running
+        self.telemetry.running.set(len(self._running))
+        heartbeat = asyncio.create_task(self._heartbeat(running))
+        t0 = time.perf_counter()
+        log.info(
+            "job started",
+            extra={"job_id": job.id, "attempt": job.attempts, "resumed_from": job.checkpoint or ""},
+        )
+        try:
+            outcome = await asyncio.to_thread(self._analyze, running)
+        except JobLost:
+            await self._after_lost(job)
+        except JobStopped:
+            await self._transition(self.store.release, job.id, self.replica, attempt_used=False)
+            log.info("job put back in the queue (shutdown)", extra={"job_id": job.id})
+        except ServiceUnavailableError as exc:
+            await self._outage(job, exc)
+        except InferenceError as exc:
+            await self._retry_or_fail(job, exc)
         except GaitwayError as exc:
-            self._fail(job_id, exc.code, str(exc))
-            return
+            await self._fail(job, exc.code, public_message(exc), detail=exc.detail)
         except Exception:
-            log.exception("analysis crashed", extra={"job_id": job_id})
-            self._fail(job_id, "internal", "internal error during the analysis; the gateway log has details")
+            log.exception("analysis crashed", extra={"job_id": job.id})
+            await self._fail(
+                job, "internal", "internal error during the analysis; the gateway log has details"
+            )
+        else:
+            done = await self._transition(self.store.mark_done, job.id, self.replica, outcome.summary())
+            if done is not None:
+                await asyncio.to_thread(shutil.rmtree, self.job_dir(job.id) / CHECKPOINT_DIR, True)
+                self.telemetry.jobs_finished.labels("done", "").inc()
+                log.info("job done", extra={"job_id": job.id, "seconds": round(time.perf_counter() - t0, 2)})
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._running.pop(job.id, None)
+            self.telemetry.running.set(len(self._running))
+
+    async def _transition(self, move: Any, *args: Any, **kwargs: Any) -> Job | None:
+        """A store transition of a job this worker holds; None (and a log line) if it lost the job."""
+        try:
+            result: Job = await asyncio.to_thread(partial(move, *args, **kwargs))
+        except ConflictError:
+            log.info("job no longer held by this worker", extra={"job_id": args[0]})
+            return None
+        except NotFoundError:  # deleted by its owner while running (whatever the run ended with)
+            await self._cancelled(args[0])
+            return None
+        return result
+
+    async def _after_lost(self, job: Job) -> None:
+        try:
+            await asyncio.to_thread(self.store.get, job.id)
+            log.warning("lease lost: another replica took the job over", extra={"job_id": job.id})
+        except NotFoundError:
+            await self._cancelled(job.id)
+
+    async def _cancelled(self, job_id: str) -> None:
+        """The job was deleted while running: leave nothing behind."""
+        await asyncio.to_thread(self._remove_files, job_id)
+        log.info("job cancelled (deleted while running)", extra={"job_id": job_id})
+
+    async def _outage(self, job: Job, exc: ServiceUnavailableError) -> None:
+        self.gate.failed(exc.dependency or "dependency")
+        since = job.outage_since
+        outage = max(
+            self.gate.outage_s(), 0.0 if since is None else (datetime.now(UTC) - since).total_seconds()
+        )
+        if outage >= self.settings.max_outage_s:
+            message = f"{public_message(exc)}; it has been down for {outage:.0f} s"
+            await self._fail(job, exc.code, message, detail=exc.detail)
             return
-        await asyncio.to_thread(self.store.mark_done, job_id, summary)
-        self._durations.append(time.perf_counter() - t0)
-        self.telemetry.jobs_finished.labels("done", "").inc()
-        self._pending.discard(job_id)
-        self._changed(job_id)
-        log.info("job done", extra={"job_id": job_id, "seconds": round(time.perf_counter() - t0, 2)})
+        log.warning(
+            "dependency down; job back in the queue",
+            extra={"job_id": job.id, "dependency": exc.dependency, "detail": exc.detail or ""},
+        )
+        self.telemetry.job_retries.inc()
+        await self._transition(self.store.release, job.id, self.replica, attempt_used=False, outage=True)
 
-    def _fail(self, job_id: str, code: str, message: str) -> None:
-        self.store.mark_failed(job_id, code, message)
-        self.telemetry.jobs_finished.labels("failed", code).inc()
-        self._pending.discard(job_id)
-        self._changed(job_id)
-        log.warning("job failed", extra={"job_id": job_id, "code": code, "error": message})
+    async def _fail_outaged(self) -> None:
+        limit = self.settings.max_outage_s
+        message = f"{self.gate.describe()}; it has been down for more than {limit:.0f} s"
+        for job in await asyncio.to_thread(
+            partial(self.store.fail_outaged, max_outage_s=limit, message=message)
+        ):
+            log.warning("job failed", extra={"job_id": job.id, "code": job.error_code, "error": message})
+            self.telemetry.jobs_finished.labels("failed", job.error_code or "").inc()
 
-    def _analyze(self, job_id: str, spec: AnalysisSpec) -> Any:
-        """Runs in a worker thread. Progress goes to the store at most every 0.5 s and at stage changes."""
-        out = self.job_dir(job_id)
-        shutil.rmtree(out, ignore_errors=True)  # a retry starts clean
+    async def _retry_or_fail(self, job: Job, exc: GaitwayError) -> None:
+        if job.attempts < self.settings.max_attempts:
+            delay = self.settings.retry_backoff_s * 2 ** (job.attempts - 1)
+            log.warning(
+                "analysis failed; retrying",
+                extra={"job_id": job.id, "code": exc.code, "attempt": job.attempts, "retry_in_s": delay},
+            )
+            self.telemetry.job_retries.inc()
+            await self._transition(self.store.release, job.id, self.replica, attempt_used=True, delay_s=delay)
+            return
+        await self._fail(
+            job, exc.code, f"{public_message(exc)} (after {job.attempts} attempts)", detail=exc.detail
+        )
+
+    async def _fail(self, job: Job, code: str, message: str, *, detail: str | None = None) -> None:
+        failed = await self._transition(self.store.mark_failed, job.id, code, message, worker=self.replica)
+        if failed is not None:
+            self.telemetry.jobs_finished.labels("failed", code).inc()
+            log.warning(
+                "job failed", extra={"job_id": job.id, "code": code, "error": message, "detail": detail or ""}
+            )
+
+    def _analyze(self, running: _Running) -> AnalysisOutcome:
+        """Runs in a worker thread. Progress goes to the store at most every 0.5 s and at stage changes; a
+        lost lease or a shutdown stops the analysis at the next report."""
+        job = running.job
+        out = self.job_dir(job.id)
+        if out.is_dir():  # a retry starts clean, but for the checkpoints
+            for child in out.iterdir():
+                if child.name != CHECKPOINT_DIR:
+                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(
+                        missing_ok=True
+                    )
         last_stage, last_t, stage_t0 = "", 0.0, time.perf_counter()
         lock = threading.Lock()
+        s = self.settings
 
         def progress(stage: str, fraction: float) -> None:
             nonlocal last_stage, last_t, stage_t0
+            if running.lost.is_set():
+                raise JobLost(job.id)
+            if running.stop.is_set():
+                raise JobStopped(job.id)
             now = time.perf_counter()
             with lock:
                 if stage == last_stage and now - last_t < 0.5 and fraction < 1.0:
@@ -421,11 +736,26 @@ class JobManager:
                     stage_t0 = now
                 last_stage, last_t = stage, now
             lo, hi = _STAGE_SPAN.get(stage, (0.0, 1.0))
-            self.store.set_progress(job_id, stage, lo + (hi - lo) * fraction)
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._changed, job_id)
+            if not self.store.set_progress(
+                job.id, self.replica, stage, lo + (hi - lo) * fraction, lease_s=s.lease_s
+            ):
+                running.lost.set()
+                raise JobLost(job.id)
 
-        outcome = self.engine.analyze(self.upload_path(job_id), out, spec, progress=progress)
+        def checkpointed(stage: str) -> None:
+            if not self.store.set_checkpoint(job.id, self.replica, stage):
+                running.lost.set()
+                raise JobLost(job.id)
+
+        outcome = self.engine.analyze(
+            self.upload_path(job.id),
+            out,
+            AnalysisSpec.from_json(job.spec),
+            progress=progress,
+            name=job.filename,
+            checkpoint=out / CHECKPOINT_DIR,
+            on_checkpoint=checkpointed,
+        )
         self.telemetry.stage_seconds.labels("artifacts").observe(time.perf_counter() - stage_t0)
         return outcome
 

@@ -1,8 +1,9 @@
 """``gaitway serve``: the HTTP and gRPC APIs in one process, sharing one job manager.
 
-Both servers run on one asyncio loop; analyses run in worker threads. SIGTERM/SIGINT stop taking
-work, close both servers (in-flight requests get a grace period) and leave running jobs 'running' in
-the store, where the next start resumes them.
+Both servers run on one asyncio loop; analyses run in worker threads. SIGTERM/SIGINT: the health checks
+turn NOT_SERVING, both servers stop accepting and finish the requests in flight, and the job manager drains
+(:meth:`gateway.jobs.JobManager.stop`: running jobs get ``shutdown_grace_s`` to finish, then go back to the
+queue with their checkpoints), releasing every lease so another replica carries on at once.
 """
 
 from __future__ import annotations
@@ -18,27 +19,11 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from gateway.auth import Access, load_keys_file
-from gateway.core import Engine
-from gateway.jobs import JobManager
-from gateway.settings import GatewaySettings
-from gateway.store import JobStore
-from gateway.telemetry import Telemetry
+from gateway.jobs import build_manager
+from services.settings import Settings
 
 log = logging.getLogger("gaitway.server")
 T = TypeVar("T")
-
-
-def build_manager(settings: GatewaySettings) -> JobManager:
-    """Store, engine, telemetry and access control wired from one settings object (not started)."""
-    store = JobStore(settings.db_url)
-    if settings.api_keys_file is not None:
-        n = load_keys_file(settings.api_keys_file, store, settings)
-        log.info("API keys loaded", extra={"keys": n})
-    engine = Engine(settings.pose_settings(), kinematics_url=settings.kinematics_url)
-    telemetry = Telemetry()
-    engine.on_triton_call = lambda model, seconds: telemetry.triton_seconds.labels(model).observe(seconds)
-    return JobManager(settings, store, engine, telemetry, Access(settings, store))
 
 
 @dataclass
@@ -50,10 +35,10 @@ class Running:
     stop: asyncio.Event
 
 
-async def serve(settings: GatewaySettings, *, started: asyncio.Future[Running] | None = None) -> None:
+async def serve(settings: Settings, *, started: asyncio.Future[Running] | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``started.result().stop`` is set)."""
     from gateway.grpc_api import create_server, set_serving
-    from gateway.http_api import create_app
+    from gateway.http import create_app
 
     manager = build_manager(settings)
     await manager.start()
@@ -87,24 +72,20 @@ async def serve(settings: GatewaySettings, *, started: asyncio.Future[Running] |
     if started is not None:
         started.set_result(Running(http_port=http_port, grpc_port=grpc_port, stop=stop))
 
-    async def readiness() -> None:
-        while True:
-            checks = await asyncio.to_thread(manager.engine.readiness)
-            set_serving(grpc_server, all(v == "ok" for v in checks.values()))
-            await asyncio.sleep(5.0)
-
-    ready_task = asyncio.create_task(readiness())
+    manager.on_readiness.append(
+        lambda checks: set_serving(grpc_server, all(v == "ok" for v in checks.values()))
+    )
     try:
         await stop.wait()
     finally:
         log.info("gateway stopping")
-        ready_task.cancel()
         set_serving(grpc_server, False)  # health checks see NOT_SERVING while connections drain
         http.should_exit = True
+        draining = asyncio.create_task(manager.stop())
         await grpc_server.stop(grace=5.0)
         with contextlib.suppress(asyncio.CancelledError):
             await http_task
-        await manager.stop()
+        await draining
         manager.store.close()
 
 
@@ -112,7 +93,7 @@ class GrpcGatewayThread:
     """The gRPC server and a job manager on their own event loop in a background thread: for tests,
     benchmarks and embedding in a synchronous program. ``port`` is the bound port."""
 
-    def __init__(self, settings: GatewaySettings, *, start_timeout_s: float = 120.0) -> None:
+    def __init__(self, settings: Settings, *, start_timeout_s: float = 120.0) -> None:
         self.settings = settings
         self.port = 0
         self._ready = threading.Event()
@@ -155,6 +136,6 @@ class GrpcGatewayThread:
         self._thread.join(60)
 
 
-def run(settings: GatewaySettings) -> int:
+def run(settings: Settings) -> int:
     asyncio.run(serve(settings))
     return 0

@@ -30,6 +30,7 @@ import httpx
 
 from services.errors import GaitwayError, ServiceUnavailableError
 from services.pose.triton import free_port
+from services.settings import Settings
 
 log = logging.getLogger("gaitway.stack")
 
@@ -286,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     u = sub.add_parser("up", help="start Triton, the kinematics service and the gateway")
     u.add_argument("--dir", type=Path, default=Path("out/stack"))
     u.add_argument("--preset", default="thunder")
-    u.add_argument("--models-dir", default=os.environ.get("GAITWAY_MODELS_DIR", ""))
+    u.add_argument("--models-dir", default=Settings().models_dir)
     u.add_argument("--http-port", type=int, default=8080)
     u.add_argument("--grpc-port", type=int, default=50051)
     d = sub.add_parser("down", help="stop the stack started by `up`")
@@ -317,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"kinematics    {stack.kinematics_url}\n"
         f"Triton gRPC   {stack.triton_grpc}\n"
         f"API key       {stack.api_key_file} (x-api-key header)\n"
+        f"more keys     gaitway keys --data-dir {stack.root / 'var'} create NAME\n"
         f"logs          {stack.logs}\n"
     )
     return 0
