@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from gateway_support import ALICE, DEMO3, auth, gateway_settings, upload, wait_finished
 from postgres import postgres_server
 
-from gateway.http_api import create_app
+from gateway.http import create_app
 
 
 @pytest.fixture(scope="module")
