@@ -45,18 +45,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.auth import secret_from_headers
-from gateway.core import AnalysisSpec, RunnerInfo, check_preset
+from gateway.core import AnalysisSpec, RunnerInfo
 from gateway.jobs import JobManager
 from gateway.live import LiveFrame, LiveSession, decode_image
 from gateway.proto.gaitway.v1 import gaitway_pb2 as pb
 from gateway.proto.gaitway.v1 import gaitway_pb2_grpc as pb_grpc
-from gateway.store import ApiKey, Job, JobState
+from gateway.records import ApiKey, Job, JobState
 from gateway.telemetry import Telemetry, request_id
 from services.errors import (
     BadRequestError,
     BusyError,
     GaitwayError,
     InputError,
+    public_message,
     status_of,
 )
 from services.kinematics.schema import StepOut
@@ -150,8 +151,7 @@ def _runner(msg: pb.RunnerInfo) -> RunnerInfo:
 
 
 def _spec(preset: str, runner: pb.RunnerInfo) -> AnalysisSpec:
-    """The AnalysisSpec of a request; an unknown preset is the client's mistake (INVALID_ARGUMENT)."""
-    check_preset(preset)
+    """The AnalysisSpec of a request (the job manager checks the preset is served)."""
     return AnalysisSpec(runner=_runner(runner), preset=preset or None)
 
 
@@ -238,7 +238,7 @@ class AnalysisServicer(pb_grpc.AnalysisServicer):
     async def GetAnalysis(
         self, request: pb.GetAnalysisRequest, context: grpc.aio.ServicerContext
     ) -> pb.AnalysisStatus:
-        job = await asyncio.to_thread(partial(self.manager.get, request.id, owner=_caller.get()))
+        job = await self.manager.get(request.id, owner=_caller.get())
         return await self._status(job, with_result=request.include_result)
 
     async def WatchAnalysis(
@@ -261,26 +261,25 @@ class AnalysisServicer(pb_grpc.AnalysisServicer):
         if first is None or first.WhichOneof("payload") != "config":
             raise BadRequestError("the first StreamFrames message must carry config; frames follow it")
         spec = _spec(first.config.preset, first.config.runner)
+        await self.manager.check_preset(spec.preset)
         stream = LiveStream(
             requests,
-            lambda: LiveSession(
-                self.manager.engine, spec, metrics_every_s=LIVE_METRICS_EVERY_S, window_s=LIVE_WINDOW_S
+            partial(
+                self.manager.live_session, spec, metrics_every_s=LIVE_METRICS_EVERY_S, window_s=LIVE_WINDOW_S
             ),
             max_waiting=self.manager.settings.stream_max_inflight_frames,
             telemetry=self.manager.telemetry,
         )
-        async with contextlib.aclosing(stream.run()) as answers:
+        async with self.manager.live_slot(_caller.get()), contextlib.aclosing(stream.run()) as answers:
             async for answer in answers:
                 yield answer
 
     async def _status(self, job: Job, *, with_result: bool) -> pb.AnalysisStatus:
         msg = status_message(job)
         if with_result and job.state is JobState.DONE:
-            msg.result_json = await asyncio.to_thread(self._result_json, job)
+            doc = await self.manager.result_document(job.id, owner=_caller.get())
+            msg.result_json = json.dumps(doc, separators=(",", ":"))
         return msg
-
-    def _result_json(self, job: Job) -> str:
-        return json.dumps(self.manager.result_document(job), separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -442,7 +441,8 @@ class _Call:
 
     async def authenticate(self) -> None:
         secret = secret_from_headers(self.metadata)
-        _caller.set(await asyncio.to_thread(self.manager.access.check, secret))
+        client = _peer_host(self.context.peer())
+        _caller.set(await asyncio.to_thread(partial(self.manager.access.check, secret, client=client)))
 
     def record(self, code: grpc.StatusCode) -> None:
         if self.recorded:
@@ -461,8 +461,12 @@ class _Call:
         """End the call with the status of ``exc``."""
         if isinstance(exc, GaitwayError):
             code = grpc.StatusCode[status_of(exc).grpc]
-            message = str(exc) or exc.code
+            message = public_message(exc) or exc.code
             error_code = exc.code
+            if exc.detail:
+                log.warning(
+                    "call refused", extra={"method": self.method, "code": exc.code, "detail": exc.detail}
+                )
         else:
             log.error(
                 "gRPC call %s failed (request id %s)",
@@ -480,6 +484,18 @@ class _Call:
         self.record(code)
         await self.context.abort(code, message, trailing_metadata=tuple(trailers))
         raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+def _peer_host(peer: str | None) -> str:
+    """The client's address of a gRPC peer string ("ipv4:10.0.0.5:41234", "ipv6:[::1]:41234", "unix:...")."""
+    if not peer:
+        return ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit("]", 1)[0].lstrip("[")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return kind
 
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,10 +31,10 @@ from gateway.live import LiveFrame
 from gateway.proto.gaitway.v1 import gaitway_pb2 as pb
 from gateway.proto.gaitway.v1 import gaitway_pb2_grpc as pb_grpc
 from gateway.server import GrpcGatewayThread
-from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
 from services.errors import FrameRateError
 from services.pose.ingest import VideoReader
+from services.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ KEYS = f"alice:{ALICE}\nbob:{BOB}\ncarol:{CAROL}:100:1\n"
 class Gateway(GrpcGatewayThread):
     """The gateway's gRPC server in a background thread, with a client channel to it."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.channel = grpc.insecure_channel(
             f"127.0.0.1:{self.port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
@@ -109,7 +110,7 @@ def count_frames(path: Path) -> int:
         return sum(1 for _ in container.decode(video=0))
 
 
-def stored_uploads(settings: GatewaySettings) -> set[str]:
+def stored_uploads(settings: Settings) -> set[str]:
     return {p.name for p in settings.uploads_dir.iterdir()}
 
 
@@ -556,3 +557,93 @@ def test_a_full_queue_drops_the_oldest_waiting_frame(monkeypatch: pytest.MonkeyP
     assert session.pushed == [7 / 30, 8 / 30, 9 / 30]
     assert answers[-1].summary.frames_dropped == 7 and answers[-1].summary.frames_analysed == 3
     assert session.closed
+
+
+# --------------------------------------------------------------------------------------------------------
+# limits that hold (a gateway of their own: the limits live in its store)
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    settings = gateway_settings(
+        tmp_path_factory.mktemp("gateway_limits"), keys=KEYS, stream_sessions_per_key=1
+    )
+    gw = Gateway(settings)
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway of its own: once throttled, its whole client address is blocked for a minute."""
+    gw = Gateway(gateway_settings(tmp_path, keys=KEYS, auth_failures_per_min=5))
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+def test_failed_authentications_are_throttled_per_address(guarded: Gateway) -> None:
+    missing = pb.GetAnalysisRequest(id="an_" + "3" * 24)
+    wrong = key("wrong")
+    codes = [rpc_error(lambda: guarded.stub.GetAnalysis(missing, metadata=wrong)) for _ in range(8)]
+    assert [e.code() for e in codes[:5]] == [grpc.StatusCode.UNAUTHENTICATED] * 5
+    throttled = codes[5:]
+    assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in throttled)
+    assert trailers(throttled[0])["error-code"] == "rate_limited"
+    assert 0 < float(trailers(throttled[0])["retry-after-s"]) <= 60
+    # the block covers the address, so a right key from it waits too
+    err = rpc_error(lambda: guarded.stub.GetAnalysis(missing, metadata=key(BOB)))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_huge_id_is_not_found_and_not_echoed(limited: Gateway) -> None:
+    err = rpc_error(
+        lambda: limited.stub.GetAnalysis(pb.GetAnalysisRequest(id="x" * 1_000_000), metadata=key(BOB))
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert len(err.details() or "") < 200
+
+
+def test_idempotency_keys_have_one_limit(limited: Gateway) -> None:
+    data = DEMO3.read_bytes()
+    err = rpc_error(
+        lambda: limited.stub.AnalyzeVideo(upload_requests(data, idempotency_key="k" * 256), metadata=key(BOB))
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and trailers(err)["error-code"] == "bad_request"
+    ok = limited.stub.AnalyzeVideo(
+        upload_requests(data, idempotency_key="k" * 255), metadata=key(BOB), timeout=60
+    )
+    assert ok.id.startswith("an_")
+
+
+def test_live_streams_are_limited_per_key(limited: Gateway) -> None:
+    """One open stream per key: a second is RESOURCE_EXHAUSTED while the first is open, allowed after."""
+    opened = threading.Event()
+    release = threading.Event()
+
+    def holding() -> Iterator[pb.FrameIn]:
+        yield pb.FrameIn(config=pb.StreamConfig(preset="lightning"))
+        opened.set()
+        release.wait(30)
+
+    first = limited.stub.StreamFrames(holding(), metadata=key(BOB), timeout=60)
+    worker = threading.Thread(target=lambda: list(first))
+    worker.start()
+    try:
+        assert opened.wait(10)
+        time.sleep(1.0)  # the first call has taken its place
+        config = [pb.FrameIn(config=pb.StreamConfig(preset="lightning"))]
+        err = rpc_error(lambda: list(limited.stub.StreamFrames(iter(config), metadata=key(BOB), timeout=30)))
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and trailers(err)["error-code"] == "busy"
+        other = list(
+            limited.stub.StreamFrames(iter(config), metadata=key(ALICE), timeout=30)
+        )  # other keys pass
+        assert other and other[-1].WhichOneof("payload") == "summary"
+    finally:
+        release.set()
+        worker.join(30)
+    again = list(limited.stub.StreamFrames(iter(config), metadata=key(BOB), timeout=30))
+    assert again[-1].WhichOneof("payload") == "summary"
