@@ -108,7 +108,10 @@ def translate_error(exc: BaseException, *, url: str, model: str = "") -> Gaitway
         )
     if status == "StatusCode.NOT_FOUND" or "is not found" in message or "unknown model" in message:
         return ModelError(f"{what} is not served", detail=f"{what} at {url}: {message}")
-    return InferenceError(f"{what} rejected the request", detail=f"{what} at {url}: {message}")
+    # Triton's reason (datatype, shape...) helps the caller; the edges strip any path or address from it
+    return InferenceError(
+        f"{what} rejected the request: {message[:300]}", detail=f"{what} at {url}: {message}"
+    )
 
 
 # --- launcher ------------------------------------------------------------------------------------------
