@@ -223,8 +223,11 @@ class Engine:
                     pass
             except ModelError:
                 error = BadRequestError(f"preset {preset!r} is not served by this deployment's Triton")
-            except ServiceUnavailableError as exc:
-                error = exc
+            except ServiceUnavailableError:
+                # Triton is down: the upload is accepted and waits out the outage in the queue; only a
+                # definite answer is remembered, so the check runs again once Triton is back
+                log.info("preset not checked: Triton unreachable", extra={"preset": preset})
+                return
             cached = (now, error)
             with self._lock:
                 self._served[preset] = cached

@@ -392,13 +392,16 @@ class JobManager:
         return job, True
 
     async def _receive(self, chunks: AsyncIterator[bytes], part: Path) -> tuple[str, int]:
-        """Write the upload to ``part`` within the size cap, the idle timeout (no byte for that long) and
-        the total upload time; returns (sha256, size)."""
+        """Write the upload to ``part`` within the size cap, the idle timeout (no byte for that long), the
+        slowest average rate (a trickle of bytes keeps no slot for long) and the total upload time; returns
+        (sha256, size)."""
         s = self.settings
         cap = s.max_upload_bytes
         digest = hashlib.sha256()
         size = 0
-        deadline = time.monotonic() + s.upload_timeout_s
+        start = time.monotonic()
+        deadline = start + s.upload_timeout_s
+        min_bytes_per_s = s.upload_min_kbps * 1000 / 8
         stream = aiter(chunks)
         with open(part, "wb") as fh:
             while True:
@@ -418,6 +421,11 @@ class JobManager:
                         else f"the upload took longer than {s.upload_timeout_s:g} s (upload_timeout_s)"
                     ) from None
                 size += len(chunk)
+                elapsed = time.monotonic() - start
+                if elapsed > s.upload_idle_timeout_s and size < min_bytes_per_s * elapsed:
+                    raise UploadTimeoutError(
+                        f"the upload is slower than {s.upload_min_kbps:g} kbit/s (upload_min_kbps)"
+                    )
                 if size > cap:
                     raise PayloadTooLargeError(
                         f"upload exceeds the {s.max_upload_mb:g} MB limit (max_upload_mb)"

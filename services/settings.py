@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="an upload sending nothing this long fails"
     )
     upload_timeout_s: float = Field(default=900.0, gt=0, description="longest an upload may take")
+    upload_min_kbps: float = Field(
+        default=64.0,
+        ge=0,
+        description="slowest average upload rate (kilobits/s) accepted once upload_idle_timeout_s has passed",
+    )
     max_video_s: float = Field(default=600.0, gt=0, description="longest video analysed (media time)")
     max_video_frames: int = Field(default=36_000, gt=0, description="most frames a video may have")
     max_video_pixels: int = Field(

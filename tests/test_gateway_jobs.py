@@ -398,6 +398,30 @@ def test_a_stalled_upload_times_out_and_leaves_nothing(tmp_path: Path, store: Sq
     assert list(manager.settings.uploads_dir.iterdir()) == []
 
 
+def test_a_trickling_upload_is_cut_at_the_minimum_rate(tmp_path: Path, store: SqlStore) -> None:
+    """A byte every 0.1 s (80 bit/s) restarts the idle timeout each time; the average-rate floor ends it."""
+    manager = _manager(
+        tmp_path, store, FakeEngine(lambda p, c: None), upload_idle_timeout_s=0.5, upload_min_kbps=8.0
+    )
+    manager.settings.uploads_dir.mkdir(parents=True)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(600):
+            await asyncio.sleep(0.1)
+            yield b"x"
+
+    async def main() -> None:
+        await manager.submit(
+            owner=manager.access.anonymous, chunks=trickle(), filename="slow.mp4", spec=AnalysisSpec()
+        )
+
+    t0 = time.monotonic()
+    with pytest.raises(UploadTimeoutError, match=r"slower than 8 kbit/s"):
+        _run(main())
+    assert time.monotonic() - t0 < 2.0
+    assert list(manager.settings.uploads_dir.iterdir()) == []
+
+
 def test_video_limits_of_a_header(tmp_path: Path) -> None:
     settings = gateway_settings(tmp_path)
     ok = VideoHeader(width=1080, height=1920, frames=388, duration_s=6.5, fps_nominal=60.0)

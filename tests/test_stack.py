@@ -152,18 +152,33 @@ def _job(stack: LocalStack, job_id: str) -> Job:
         store.close()
 
 
+def test_a_preset_the_stack_does_not_serve_is_refused_before_queueing(stack: LocalStack) -> None:
+    """The stack's Triton serves the lightning models only: thunder is refused at upload, not failed later."""
+    with _client(stack) as c:
+        before = len(c.get("/v1/analyses", params={"limit": 100}).json()["items"])
+        r = c.post(
+            "/v1/analyses?preset=thunder", content=DEMO3.read_bytes(), headers={"content-type": "video/mp4"}
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "bad_request" and "thunder" in r.json()["error"]["message"]
+        assert len(c.get("/v1/analyses", params={"limit": 100}).json()["items"]) == before
+
+
 def test_triton_stopped_for_a_minute_mid_job_fails_nothing(stack: LocalStack) -> None:
     job_id = _upload(stack, TREADMILL)
     assert _wait(stack, job_id, until=0.2)["state"] == "running"
     stack.kill("triton")
     queued = _upload(stack, DEMO3)  # accepted during the outage, dispatched only once Triton is back
-    time.sleep(60.0)
+    time.sleep(50.0)
+    late = _upload(stack, DEMO3)  # the gateway knows Triton is down: still accepted, to wait
+    time.sleep(10.0)
     assert _status(stack, queued)["state"] == "queued"
     stack.start("triton")
     s = _wait(stack, job_id)
     assert s["state"] == "done", s
     assert s["attempts"] == 1  # the outage gave its attempt back
     assert _wait(stack, queued)["state"] == "done"
+    assert _wait(stack, late)["state"] == "done"
     assert _job(stack, job_id).outage_retries >= 1
 
 
