@@ -7,7 +7,7 @@ OUT    ?= out/demo
 PRESET ?= thunder
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test check bench triton up down proto clean
+.PHONY: venv demo test check bench faults triton up down proto clean
 
 $(BIN)/gaitway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: check
 bench: venv
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_pipeline.py --video $(VIDEO) --out loadtests/results/pipeline.json
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_stream.py --video $(VIDEO) --out loadtests/results/stream.json --preset lightning
+
+faults: venv
+	GAITWAY_SHARED_DIR=$(SHARED) GAITWAY_MODELS_DIR=$(SHARED)/models:$(SHARED)/reference $(BIN)/python loadtests/faults.py --out loadtests/results/faults.json
 
 triton: venv
 	$(BIN)/python -m export.repository --out out/triton-repo --preset $(PRESET) --models-dir $(SHARED)/models:$(SHARED)/reference

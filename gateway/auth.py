@@ -3,16 +3,29 @@
 Keys are random tokens given to a client once; the store keeps only their SHA-256. Each key has a request
 rate limit and a daily quota of analyses; failed authentications are throttled per client address. The
 limits live in the store (token buckets and job counts), so they hold across replicas and restarts.
+
+Signed links open one analysis' viewer without a key (a mobile app's web view, a coach's browser): the
+token is ``<expiry>.<HMAC-SHA256 of scope, analysis id and expiry>`` under a secret the store makes once
+and every replica shares. A bad or expired token counts as a failed authentication.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.records import ApiKey, Store
-from services.errors import AuthenticationError, InputError, QuotaExceededError, RateLimitedError
+from services.errors import (
+    AuthenticationError,
+    InputError,
+    LinkExpiredError,
+    RateLimitedError,
+)
 from services.settings import Settings
 
 ANONYMOUS = ApiKey(
@@ -45,20 +58,14 @@ class Access:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self._link_secret: bytes | None = None
 
     def check(self, secret: str | None, *, client: str = "") -> ApiKey:
         """The key of ``secret``, after its rate limit. Raises AuthenticationError, or RateLimitedError for
         a key over its rate or a ``client`` (address) that failed to authenticate too often."""
         if not self.settings.require_api_key:
             return ANONYMOUS
-        failures = f"authfail:{client}"
-        rate = self.settings.auth_failures_per_min
-        if client:
-            wait = self.store.peek(failures, per_min=rate, burst=rate)
-            if wait > 0:
-                raise RateLimitedError(
-                    "too many failed authentications from this address", retry_after_s=round(wait, 2)
-                )
+        self._throttle(client)
         try:
             if not secret:
                 raise AuthenticationError(
@@ -66,8 +73,7 @@ class Access:
                 )
             key = self.store.authenticate(secret)
         except AuthenticationError:
-            if client:
-                self.store.take(failures, per_min=rate, burst=rate)
+            self._failed(client)
             raise
         wait = self.store.take(f"key:{key.id}", per_min=key.requests_per_min, burst=key.requests_per_min)
         if wait > 0:
@@ -76,14 +82,54 @@ class Access:
             )
         return key
 
+    def _throttle(self, client: str) -> None:
+        rate = self.settings.auth_failures_per_min
+        if client and (wait := self.store.peek(f"authfail:{client}", per_min=rate, burst=rate)) > 0:
+            raise RateLimitedError(
+                "too many failed authentications from this address", retry_after_s=round(wait, 2)
+            )
+
+    def _failed(self, client: str) -> None:
+        rate = self.settings.auth_failures_per_min
+        if client:
+            self.store.take(f"authfail:{client}", per_min=rate, burst=rate)
+
+    # -- signed links ----------------------------------------------------------------------------------
+
+    def _link_mac(self, scope: str, job_id: str, expires: int) -> str:
+        if self._link_secret is None:
+            self._link_secret = self.store.secret("links")
+        mac = hmac.new(self._link_secret, f"{scope}:{job_id}:{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:24]).decode().rstrip("=")
+
+    def sign_link(self, scope: str, job_id: str, *, ttl_s: float) -> tuple[str, int]:
+        """A token opening ``scope`` ("viewer", "video"...) of analysis ``job_id`` for ``ttl_s`` seconds,
+        and its expiry (Unix seconds)."""
+        expires = int(time.time() + ttl_s)
+        return f"{expires}.{self._link_mac(scope, job_id, expires)}", expires
+
+    def check_link(self, scope: str, job_id: str, token: str, *, client: str = "") -> None:
+        """Accept ``token`` for ``scope`` of ``job_id`` or raise AuthenticationError (LinkExpiredError for
+        an expired one); failures are throttled like wrong keys."""
+        self._throttle(client)
+        expires_text, _, mac = token.partition(".")
+        valid = (
+            expires_text.isdigit()
+            and len(expires_text) <= 12
+            and hmac.compare_digest(mac, self._link_mac(scope, job_id, int(expires_text)))
+        )
+        if not valid:
+            self._failed(client)
+            raise AuthenticationError("the link is not valid")
+        if int(expires_text) < time.time():
+            self._failed(client)
+            raise LinkExpiredError("the link has expired: ask the app for a new one")
+
     def check_quota(self, key: ApiKey) -> None:
         """Refuse a new analysis early when the key has used its daily quota (rolling 24 h); the binding
-        decision is the store's, when the job is inserted."""
-        if key is ANONYMOUS:
-            return
-        used = self.store.count_since(key.id, datetime.now(UTC) - timedelta(days=1))
-        if used >= key.jobs_per_day:
-            raise QuotaExceededError(f"daily quota of {key.jobs_per_day} analyses used", retry_after_s=3600.0)
+        decision is the store's, when the job is inserted (the same rule and the same Retry-After)."""
+        if key is not ANONYMOUS:
+            self.store.check_quota(key.id, key.jobs_per_day)
 
 
 def load_keys_file(path: Path, store: Store, settings: Settings) -> int:

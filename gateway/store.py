@@ -13,6 +13,7 @@ starting together migrate once)::
     workers        id PK | host | slots | started_at | last_seen | draining        (one row a replica)
     live_sessions  id PK | owner | worker | started_at | lease_until                (StreamFrames calls)
     rate_limits    key PK | tat                                                   (shared token buckets)
+    secrets        name PK | value | created_at                          (shared signing keys)
 
 The database is the queue: a worker *claims* a job with one transaction (PostgreSQL: ``SELECT ... FOR
 UPDATE SKIP LOCKED``; SQLite: a write transaction begun ``IMMEDIATE``, which SQLite serialises), taking a
@@ -97,6 +98,7 @@ from gateway.tables import (
     jobs_table,
     live_sessions_table,
     rate_limits_table,
+    secrets_table,
     workers_table,
 )
 from services.errors import (
@@ -413,19 +415,31 @@ class SqlStore:
             "outage_retries": 0,
         }
 
+    def check_quota(self, owner: str, jobs_per_day: int) -> None:
+        """QuotaExceededError when ``owner`` has created ``jobs_per_day`` jobs in the last 24 h (an early,
+        read-only look; the binding decision is the one :meth:`create_job` takes)."""
+        with self._read() as conn:
+            self._check_quota(conn, owner, jobs_per_day, _now())
+
+    @staticmethod
+    def _check_quota(conn: Connection, owner: str, jobs_per_day: int, now: datetime) -> None:
+        t = jobs_table.c
+        used, oldest = conn.execute(
+            select(func.count(), func.min(t.created_at)).where(
+                t.owner == owner, t.created_at >= now - timedelta(days=1)
+            )
+        ).one()
+        if used >= jobs_per_day:
+            free_at = (oldest or now) + timedelta(days=1)  # when the oldest leaves the window
+            raise QuotaExceededError(
+                f"daily quota of {jobs_per_day} analyses used (rolling 24 h)",
+                retry_after_s=max(1.0, (free_at - now).total_seconds()),
+            )
+
     def _admit(self, conn: Connection, owner: str, admission: Admission, now: datetime) -> None:
         t = jobs_table.c
         if admission.jobs_per_day is not None:
-            since = now - timedelta(days=1)
-            used, oldest = conn.execute(
-                select(func.count(), func.min(t.created_at)).where(t.owner == owner, t.created_at >= since)
-            ).one()
-            if used >= admission.jobs_per_day:
-                free_at = (oldest or now) + timedelta(days=1)
-                raise QuotaExceededError(
-                    f"daily quota of {admission.jobs_per_day} analyses used (rolling 24 h)",
-                    retry_after_s=max(1.0, (free_at - now).total_seconds()),
-                )
+            self._check_quota(conn, owner, admission.jobs_per_day, now)
         if admission.max_queued is not None:
             queued = conn.execute(select(func.count()).where(t.state == JobState.QUEUED.value)).scalar_one()
             if queued >= admission.max_queued:
@@ -865,3 +879,21 @@ class SqlStore:
                 return 0.0
             tat = conn.execute(select(r.tat).where(r.key == key[:200])).scalar_one()
         return max(0.0, float(tat) - now - allowance)
+
+    # ---------------------------------------------------------------- shared secrets
+
+    def secret(self, name: str) -> bytes:
+        """The random secret ``name`` (32 bytes), made by whichever replica asks first and the same for
+        every replica after (an insert that loses the race keeps the winner's)."""
+        value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        stmt = (
+            self._insert()(secrets_table)
+            .values(name=name, value=value, created_at=_now())
+            .on_conflict_do_nothing(index_elements=[secrets_table.c.name])
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
+            stored = conn.execute(
+                select(secrets_table.c.value).where(secrets_table.c.name == name)
+            ).scalar_one()
+        return base64.urlsafe_b64decode(stored)

@@ -126,3 +126,11 @@ rate_limits_table = Table(
     Column("key", String(200), primary_key=True),
     Column("tat", Float, nullable=False),  # GCRA theoretical arrival time, epoch seconds
 )
+
+secrets_table = Table(
+    "secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),  # url-safe base64 of random bytes
+    Column("created_at", UTCDateTime(), nullable=False),
+)

@@ -163,6 +163,12 @@ class AuthenticationError(RequestError):
     code = "unauthenticated"
 
 
+class LinkExpiredError(AuthenticationError):
+    """A signed link past its expiry."""
+
+    code = "link_expired"
+
+
 class PermissionDeniedError(RequestError):
     """A valid key asking for another client's analysis."""
 
@@ -240,6 +246,7 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     BadRequestError: ErrorStatus(400, "INVALID_ARGUMENT", 8),
     NotFoundError: ErrorStatus(404, "NOT_FOUND", 8),
     AuthenticationError: ErrorStatus(401, "UNAUTHENTICATED", 8),
+    LinkExpiredError: ErrorStatus(401, "UNAUTHENTICATED", 8),
     PermissionDeniedError: ErrorStatus(403, "PERMISSION_DENIED", 8),
     ConflictError: ErrorStatus(409, "ALREADY_EXISTS", 8),
     NotReadyError: ErrorStatus(409, "FAILED_PRECONDITION", 8),

@@ -354,6 +354,25 @@ def test_fair_share_between_owners(store: SqlStore) -> None:
     assert claim(store, "w3").id == a2.id
 
 
+def test_the_early_quota_check_answers_as_admission_does(store: SqlStore) -> None:
+    """One rule: the read-only check and the inserting transaction refuse alike, with one Retry-After
+    (when the oldest job of the window leaves it, about 24 h after it was made)."""
+    for _ in range(2):
+        new_job(store, "key_q")
+    store.check_quota("key_q", 3)  # 2 of 3 used
+    new_job(store, "key_q")
+    with pytest.raises(QuotaExceededError) as early:
+        store.check_quota("key_q", 3)
+    with pytest.raises(QuotaExceededError) as binding:
+        store.create_job(
+            owner="key_q", spec={}, upload_sha256="1" * 64, upload_bytes=1, filename="a.mp4",
+            admission=Admission(jobs_per_day=3, max_queued=None),
+        )  # fmt: skip
+    assert str(early.value) == str(binding.value)
+    assert 86_000 < early.value.retry_after_s <= 86_400
+    assert abs(early.value.retry_after_s - binding.value.retry_after_s) < 5
+
+
 @pytest.mark.parametrize("limit", ["quota", "queue"])
 def test_admission_holds_under_concurrency(store: SqlStore, limit: str) -> None:
     """N concurrent creations against a limit L admit exactly min(N, L)."""
@@ -418,6 +437,17 @@ def test_replicas_and_wait_estimate(store: SqlStore) -> None:
     store.remove_worker("r1")
     assert store.live_slots(ttl_s=30) == 0
     assert 1.0 <= store.wait_estimate_s(5) <= 600.0
+
+
+def test_a_shared_secret_is_made_once_for_every_replica(store: SqlStore, store_url: str) -> None:
+    other = SqlStore(store_url)  # another replica on the same database
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            made = list(pool.map(lambda s: s.secret("links"), [store, other, store, other]))
+    finally:
+        other.close()
+    assert len(set(made)) == 1 and len(made[0]) == 32
+    assert store.secret("other") != made[0]
 
 
 def test_migrates_a_database_made_before_migrations(tmp_path: Path) -> None:
