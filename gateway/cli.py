@@ -3,6 +3,7 @@
     gaitway analyze VIDEO --out DIR [--preset thunder|lightning|...] [--height M] [--slowmo F] ...
     gaitway evaluate h36m|coco|rbds|views   accuracy against ground truth (see gateway/evaluate.py)
     gaitway models            list models and presets and whether each model file is present
+    gaitway compare A/ B/ [--out FILE]   compare two analyses: one HTML page, a metric table on stdout
 
 Errors never print a traceback: one line on stderr and the exit code of :data:`services.errors.ERROR_TABLE`.
 """
@@ -85,6 +86,19 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     ksub.add_parser("revoke", help="revoke a key").add_argument("key_id")
     sub.add_parser("models", help="list models and presets").add_argument(
         "--models-dir", default=settings.models_dir
+    )
+    c = sub.add_parser("compare", help="compare two analyses (folders written by analyze): one HTML page")
+    c.add_argument("a", type=Path, help="run A's folder (the reference)")
+    c.add_argument("b", type=Path, help="run B's folder (differences are B - A)")
+    c.add_argument(
+        "--out",
+        type=Path,
+        help="the page to write (default: A/compare-<B's folder name>.html; a folder: "
+        "FOLDER/comparison.html); its data goes beside it as .json",
+    )
+    c.add_argument("--labels", nargs=2, metavar=("A", "B"), help="names of the runs (default: the folders')")
+    c.add_argument(
+        "--include-flagged", action="store_true", help="average gait cycles with quality flags as well"
     )
     return p
 
@@ -186,6 +200,22 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from services.viewer.compare import data_path, format_table, write_comparison
+
+    out = args.out or args.a / f"compare-{args.b.resolve().name}.html"
+    labels = (args.labels[0], args.labels[1]) if args.labels else None
+    page = write_comparison(args.a, args.b, out, labels=labels, include_flagged=args.include_flagged)
+    data = json.loads(data_path(page).read_text(encoding="utf-8"))
+    sys.stdout.write(format_table(data))
+    for w in data["warnings"]:
+        sys.stdout.write(f"warning: {w}\n")
+    sys.stdout.write(f"  {'page':<14} {page}\n  {'data':<14} {data_path(page)}\n")
+    return 0
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.server import run
     from gateway.telemetry import configure_logging
@@ -241,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, settings)
         if args.command == "keys":
             return _keys(args, settings)
+        if args.command == "compare":
+            return _compare(args)
         return _models(args, settings)
     except GaitwayError as exc:
         sys.stderr.write(f"gaitway: error [{exc.code}]: {exc}\n")

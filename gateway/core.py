@@ -40,6 +40,7 @@ from services.pose.stages import LiftedSequence, lift_sequence
 from services.pose.tracking import TrackerParams
 from services.pose.triton import TritonBackend
 from services.settings import Settings
+from services.viewer import write_viewer
 
 log = logging.getLogger("gaitway.core")
 
@@ -340,6 +341,7 @@ class Engine:
                 unit="m" if motion.metric else "model units",
                 metadata={"video": name or os.path.basename(result.info.path), "fps": result.info.fps},
             )
+        paths |= write_viewer(out_dir, video=Path(video))
         report("artifacts", 1.0)
         return AnalysisOutcome(
             result=result, metrics=metrics, artifacts=paths, warnings=warnings, metrics_error=metrics_error

@@ -79,6 +79,9 @@ class Artifact:
 
 
 #: artifact name -> file in the job's folder. Clients name artifacts, never paths.
+#: how long the video link inside a served viewer page stays valid (a coach may leave the page open)
+VIEWER_VIDEO_TTL_S = 6 * 3600.0
+
 ARTIFACTS: dict[str, Artifact] = {
     "poses": Artifact("poses.json", "application/json"),
     "keypoints2d": Artifact("keypoints2d.csv", "text/csv"),
@@ -90,6 +93,8 @@ ARTIFACTS: dict[str, Artifact] = {
     "angles_plot": Artifact("angles.png", "image/png"),
     "steps_plot": Artifact("steps.png", "image/png"),
     "trajectories_plot": Artifact("trajectories.png", "image/png"),
+    "viewer": Artifact("viewer.html", "text/html; charset=utf-8"),
+    "viewer_video": Artifact("viewer.mp4", "video/mp4"),
 }
 
 #: overall progress at the start and end of each stage
@@ -500,6 +505,70 @@ class JobManager:
                 f"this analysis has no {name!r} (e.g. no metrics for a clip without a stride)"
             )
         return path, art
+
+    # -- the viewer ------------------------------------------------------------------------------------
+
+    async def viewer_link(self, job_id: str, *, owner: ApiKey, ttl_s: float) -> tuple[str, int]:
+        """A signed token opening the viewer of a finished analysis without a key, and its expiry."""
+        job = await self.get(job_id, owner=owner)
+        require_done(job)
+        return await asyncio.to_thread(partial(self.access.sign_link, "viewer", job.id, ttl_s=ttl_s))
+
+    async def viewer_page(
+        self, job_id: str, *, owner: ApiKey | None = None, token: str | None = None, client: str = ""
+    ) -> str:
+        """The viewer of a finished analysis, for its owner's key or a valid signed link (``token``). Its
+        video is fetched by the browser, which sends no key: the page names it with a token of its own."""
+        if owner is not None:
+            job = await self.get(job_id, owner=owner)
+        else:
+            await asyncio.to_thread(
+                partial(self.access.check_link, "viewer", job_id, token or "", client=client)
+            )
+            job = await asyncio.to_thread(self.store.get, job_id)
+        require_done(job)
+        return await asyncio.to_thread(self._viewer_page, job)
+
+    def _viewer_page(self, job: Job) -> str:
+        from services.viewer import render_viewer
+
+        document = self._result_document(job)
+        video_src = None
+        if (self.job_dir(job.id) / ARTIFACTS["viewer_video"].filename).is_file():
+            token, _ = self.access.sign_link("video", job.id, ttl_s=VIEWER_VIDEO_TTL_S)
+            video_src = f"viewer/video?token={token}"
+        return render_viewer(document["poses"], document["metrics"], video_src=video_src, title=job.filename)
+
+    async def viewer_video(self, job_id: str, *, token: str, client: str = "") -> tuple[Path, Artifact]:
+        """The viewer's video of an analysis, for the token its page carries."""
+        await asyncio.to_thread(partial(self.access.check_link, "video", job_id, token, client=client))
+        job = await asyncio.to_thread(self.store.get, job_id)
+        require_done(job)
+        art = ARTIFACTS["viewer_video"]
+        path = self.job_dir(job.id) / art.filename
+        if not await asyncio.to_thread(path.is_file):
+            raise NotFoundError("this analysis has no viewer video")
+        return path, art
+
+    async def comparison_page(self, a_id: str, b_id: str, *, owner: ApiKey) -> str:
+        """The comparison page of two finished analyses of one key (A, then B)."""
+        jobs = [await self.get(job_id, owner=owner) for job_id in (a_id, b_id)]
+        for job in jobs:
+            require_done(job)
+        return await asyncio.to_thread(self._comparison_page, jobs[0], jobs[1])
+
+    def _comparison_page(self, a: Job, b: Job) -> str:
+        from services.viewer.compare import compare_runs, render_comparison
+
+        docs = [self._result_document(job) for job in (a, b)]
+        labels = (f"A: {a.filename}", f"B: {b.filename}")
+        data = compare_runs(
+            (docs[0]["poses"], docs[0]["metrics"]), (docs[1]["poses"], docs[1]["metrics"]), labels=labels
+        )
+        for run, job in zip(data["runs"], (a, b), strict=True):
+            run["analysis"] = job.id
+            run["date"] = (job.finished_at or job.created_at).isoformat(timespec="seconds")
+        return render_comparison(data, title=f"{a.filename} vs {b.filename}")
 
     async def delete(self, job_id: str, *, owner: ApiKey) -> None:
         """Delete the job, its upload and its files, whatever its state: a running job is cancelled (its

@@ -378,10 +378,23 @@ def test_openapi_declares_the_api_key_schemes(client: TestClient) -> None:
         "description": "your API key",
     }
     assert schemes["Bearer"]["type"] == "http" and schemes["Bearer"]["scheme"] == "bearer"
+    assert schemes["ViewerLink"] == {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "the token of a viewer link",
+    }
+    by_key = [{"ApiKey": []}, {"Bearer": []}]
+    link_only = {"/v1/analyses/{analysis_id}/viewer/video"}  # the page's video: its own token
+    key_or_link = {"/v1/analyses/{analysis_id}/viewer"}
     for path, operations in schema["paths"].items():
         for method, op in operations.items():
-            if path.startswith("/v1/analyses"):
-                assert op["security"] == [{"ApiKey": []}, {"Bearer": []}], (method, path)
+            if path in link_only:
+                assert op["security"] == [{"ViewerLink": []}], (method, path)
+            elif path in key_or_link:
+                assert sorted(map(str, op["security"])) == sorted(map(str, [*by_key, {"ViewerLink": []}]))
+            elif path.startswith("/v1/analyses"):
+                assert op["security"] == by_key, (method, path)
             else:
                 assert "security" not in op, (method, path)  # operations endpoints are open
 
@@ -487,3 +500,70 @@ def test_video_over_the_limits_gets_413(live: tuple[str, Settings]) -> None:
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "video_too_large" and "frames" in r.json()["error"]["message"]
     _nothing_stored(url, settings)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the viewer: the page for a key, signed links for web views, the page's video, comparison
+
+
+def test_the_viewer_page_is_served_to_its_owner_with_a_tokened_video(
+    client: TestClient, demo_job: dict[str, Any]
+) -> None:
+    url = f"/v1/analyses/{demo_job['id']}/viewer"
+    page = client.get(url, headers=auth(ALICE))
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "demo3.mp4" in page.text  # the client's file name, as its title
+    match = re.search(r"viewer/video\?token=([0-9]+\.[A-Za-z0-9_-]+)", page.text)
+    assert match is not None
+    assert "/etc/" not in page.text and str(Path.cwd()) not in page.text  # no server path in the page
+    # the browser fetches the video with that token and no key, in ranges (seeking)
+    video = client.get(f"{url}/video", params={"token": match.group(1)})
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert video.content[4:8] == b"ftyp"
+    part = client.get(f"{url}/video", params={"token": match.group(1)}, headers={"range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100
+    # keys rules: another key, no key
+    assert client.get(url, headers=auth(BOB)).json()["error"]["code"] == "permission_denied"
+    assert client.get(url).json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_viewer_link_opens_the_page_without_a_key_until_it_expires(
+    client: TestClient, demo_job: dict[str, Any]
+) -> None:
+    job_id = demo_job["id"]
+    r = client.post(f"/v1/analyses/{job_id}/viewer-link", params={"ttl_s": 600}, headers=auth(ALICE))
+    assert r.status_code == 200, r.text
+    link = r.json()
+    assert link["url"].startswith(f"/v1/analyses/{job_id}/viewer?token=")
+    assert 590 <= (np.datetime64(link["expires_at"][:19]) - np.datetime64("now")).astype(int) <= 600
+    assert client.get(link["url"]).status_code == 200  # no key
+    # another analysis, a tampered token, the video's scope, an expired link: refused, with a code
+    other = upload(client, DEMO3.read_bytes(), secret=BOB)
+    assert (
+        client.get(f"/v1/analyses/{other.json()['id']}/viewer", params={"token": link["token"]}).status_code
+        == 401
+    )
+    expires, mac = link["token"].split(".")
+    forged = f"{int(expires) + 3600}.{mac}"
+    assert client.get(f"/v1/analyses/{job_id}/viewer", params={"token": forged}).status_code == 401
+    video = client.get(f"/v1/analyses/{job_id}/viewer/video", params={"token": link["token"]})
+    assert video.status_code == 401  # a page token is not a video token
+    manager = client.app.state.manager  # type: ignore[attr-defined]
+    expired, _ = manager.access.sign_link("viewer", job_id, ttl_s=-5)
+    late = client.get(f"/v1/analyses/{job_id}/viewer", params={"token": expired})
+    assert late.status_code == 401 and late.json()["error"]["code"] == "link_expired"
+    # links are made for one's own analyses, and live at most a day
+    assert client.post(f"/v1/analyses/{job_id}/viewer-link", headers=auth(BOB)).status_code == 403
+    too_long = client.post(f"/v1/analyses/{job_id}/viewer-link", params={"ttl_s": 10**6}, headers=auth(ALICE))
+    assert too_long.status_code == 422
+
+
+def test_comparison_of_two_analyses_of_one_key(client: TestClient, demo_job: dict[str, Any]) -> None:
+    second = upload(client, DEMO3.read_bytes())
+    done = wait_finished(client, second.json()["id"])
+    url = f"/v1/analyses/{demo_job['id']}/compare/{done['id']}"
+    # demo3 holds a single foot contact: no complete gait cycle to compare, said clearly
+    r = client.get(url, headers=auth(ALICE))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "clip_too_short", r.text
+    assert client.get(url, headers=auth(BOB)).status_code == 403

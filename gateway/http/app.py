@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from gateway.http import ops, routes
+from gateway.http import ops, routes, viewer
 from gateway.http.docs import install_docs
 from gateway.http.errors import install_error_handlers
 from gateway.http.middleware import ObserveRequests
@@ -64,5 +64,6 @@ def create_app(settings: Settings, *, manager: JobManager | None = None) -> Fast
     install_error_handlers(app)
     install_docs(app)
     app.include_router(routes.router)
+    app.include_router(viewer.router)
     app.include_router(ops.router)
     return app
