@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gateway.cli import main
+from services.errors import ServiceUnavailableError
 from services.pose.backends import EmbeddedBackend, ModelSet
 from services.pose.models import ModelStore, get_preset
 from services.pose.pipeline import AnalysisOptions, analyze_video
@@ -133,6 +134,30 @@ def test_pose_requests_in_flight_do_not_change_the_answer(model_dirs: list[Path]
     assert both.sum() >= 0.9 * np.isfinite(seq.kps2d[..., 0]).sum()
     diff = np.linalg.norm(seq.kps2d[..., :2] - par.kps2d[..., :2], axis=-1)[both]
     assert np.median(diff) < 2.0 and np.percentile(diff, 95) < 8.0
+
+
+@pytest.mark.parametrize("pose_workers", [1, 2])
+def test_a_backend_failing_mid_video_surfaces_its_own_error(
+    model_dirs: list[Path], shared: Path, pose_workers: int
+) -> None:
+    """The inference server going away mid-video (decode thread running ahead) must end the analysis with
+    that error, not with the reader's clean-up tripping over the running decoder."""
+    models = ModelSet.resolve(ModelStore(model_dirs), get_preset("lightning"))
+    backend = EmbeddedBackend(models, pose_threads=1)
+    real = backend.pose2d
+    calls = 0
+
+    def failing(image: Any, boxes: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 5:
+            raise ServiceUnavailableError("the inference server (Triton) is unreachable", dependency="triton")
+        return real(image, boxes)
+
+    backend.pose2d = failing  # type: ignore[method-assign]
+    video = shared / "data/running-treadmill-phone/IMG_5396.mp4"
+    with pytest.raises(ServiceUnavailableError):
+        analyze_video(video, backend, AnalysisOptions(pose_workers=pose_workers, prefetch=8))
 
 
 @pytest.mark.parametrize(("preset", "joints"), [("rtmpose-random", 17), ("rtmpose-halpe26-random", 26)])

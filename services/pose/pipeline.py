@@ -14,9 +14,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -140,7 +140,7 @@ def _shutdown(pool: ThreadPoolExecutor | None) -> Iterator[None]:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+def _prefetch(items: Iterable[T], depth: int) -> Generator[T, None, None]:
     """Yield ``items`` produced by a background thread at most ``depth`` ahead; errors re-raised here."""
     q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -176,7 +176,7 @@ def _prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
         thread.join(timeout=5)
 
 
-def _timed(frames: Iterable[Frame], times: StageTimes) -> Iterator[Frame]:
+def _timed(frames: Iterable[Frame], times: StageTimes) -> Generator[Frame, None, None]:
     it = iter(frames)
     while True:
         start = time.perf_counter()
@@ -248,20 +248,22 @@ def analyze_video(
         frames = _timed(reader, times)
         if opts.prefetch > 0:
             frames = _prefetch(frames, opts.prefetch)
-        for frame in frames:
-            if poser.needs_detection(frame.index):
-                while inflight:  # the tracker must have seen every earlier pose before choosing
+        # closed before the reader: a failing pose call must stop the decode thread first
+        with closing(frames):
+            for frame in frames:
+                if poser.needs_detection(frame.index):
+                    while inflight:  # the tracker must have seen every earlier pose before choosing
+                        finish(inflight.popleft())
+                box, did_detect = poser.locate(frame.index, frame.image)
+                pending = _Pending(frame=frame, box=box, detected=did_detect)
+                if box is not None:
+                    if pool is None:
+                        pending.kps = poser.pose(frame.image, box)
+                    else:
+                        pending.future = pool.submit(poser.pose, frame.image, box)
+                inflight.append(pending)
+                while len(inflight) >= opts.pose_workers:
                     finish(inflight.popleft())
-            box, did_detect = poser.locate(frame.index, frame.image)
-            pending = _Pending(frame=frame, box=box, detected=did_detect)
-            if box is not None:
-                if pool is None:
-                    pending.kps = poser.pose(frame.image, box)
-                else:
-                    pending.future = pool.submit(poser.pose, frame.image, box)
-            inflight.append(pending)
-            while len(inflight) >= opts.pose_workers:
-                finish(inflight.popleft())
         while inflight:
             finish(inflight.popleft())
         warnings = list(reader.warnings)
