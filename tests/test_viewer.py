@@ -47,12 +47,15 @@ def analysis(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings(models_dir=f"{SHARED / 'models'}:{SHARED / 'reference'}")
     outcome = Engine(settings).analyze(DEMO3, out, AnalysisSpec())
     assert outcome.metrics_error is None
+    # every analysis (the CLI's, the gateway's) writes its viewer and the video it plays
+    assert outcome.artifacts["viewer"] == out / "viewer.html"
+    assert outcome.artifacts["viewer_video"] == out / "viewer.mp4"
     return out
 
 
 @pytest.fixture(scope="module")
 def viewer(analysis: Path) -> dict[str, Path]:
-    return write_viewer(analysis, video=DEMO3)
+    return {"viewer": analysis / "viewer.html", "viewer_video": analysis / "viewer.mp4"}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Security
 from fastapi.responses import FileResponse, HTMLResponse
@@ -41,6 +41,12 @@ _PAGE_HEADERS = {
     "cache-control": "private, no-store",
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
+}
+
+# documented for the 200 only: errors stay JSON (``response_class=HTMLResponse`` would claim them as HTML)
+_HTML: dict[str, Any] = {
+    "description": "a self-contained HTML page",
+    "content": {"text/html": {"schema": {"type": "string"}}},
 }
 
 
@@ -75,7 +81,7 @@ async def create_viewer_link(
 
 @router.get(
     "/{analysis_id}/viewer",
-    response_class=HTMLResponse,
+    responses={200: _HTML},
     summary="The interactive viewer of a finished analysis (key, or a viewer link's token)",
 )
 async def get_viewer(
@@ -112,7 +118,7 @@ async def get_viewer_video(
 
 @router.get(
     "/{analysis_id}/compare/{other_id}",
-    response_class=HTMLResponse,
+    responses={200: _HTML},
     summary="Compare two finished analyses of your key: gait-cycle curves and metric differences",
 )
 async def get_comparison(manager: ManagerDep, key: Caller, analysis_id: str, other_id: str) -> HTMLResponse:
