@@ -48,9 +48,16 @@ def caller(
     """The API key of the request, after its rate limit (``x-api-key`` first, then the bearer token).
     A plain function: FastAPI runs it in its thread pool, off the event loop, as the check reads the store.
     Failed attempts are throttled per client address."""
-    secret = api_key or (bearer.credentials if bearer is not None else None)
-    client = request.client.host if request.client is not None else ""
-    return manager.access.check(secret, client=client)
+    return manager.access.check(key_secret(api_key, bearer), client=client_address(request))
+
+
+def key_secret(api_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    """The API key a request carries: ``x-api-key`` first, then the bearer token."""
+    return api_key or (bearer.credentials if bearer is not None else None)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
 
 
 Caller = Annotated[ApiKey, Depends(caller)]

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from gateway.http.deps import Caller, ManagerDep, api_key_header, bearer_token
+from gateway.http.deps import Caller, ManagerDep, api_key_header, bearer_token, client_address, key_secret
 from gateway.http.models import ERROR_RESPONSES
 
 router = APIRouter(prefix="/v1/analyses", tags=["viewer"], responses=ERROR_RESPONSES)
@@ -56,10 +56,6 @@ class ViewerLink(BaseModel):
     expires_at: datetime
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client is not None else ""
-
-
 @router.post(
     "/{analysis_id}/viewer-link",
     response_model=ViewerLink,
@@ -93,10 +89,11 @@ async def get_viewer(
     token: Annotated[str | None, Security(viewer_token)],
 ) -> HTMLResponse:
     if token is not None and api_key is None and bearer is None:
-        html = await manager.viewer_page(analysis_id, token=token, client=_client(request))
+        html = await manager.viewer_page(analysis_id, token=token, client=client_address(request))
     else:
-        secret = api_key or (bearer.credentials if bearer is not None else None)
-        owner = await asyncio.to_thread(partial(manager.access.check, secret, client=_client(request)))
+        owner = await asyncio.to_thread(
+            partial(manager.access.check, key_secret(api_key, bearer), client=client_address(request))
+        )
         html = await manager.viewer_page(analysis_id, owner=owner)
     return HTMLResponse(html, headers=_PAGE_HEADERS)
 
@@ -112,7 +109,7 @@ async def get_viewer_video(
     analysis_id: str,
     token: Annotated[str | None, Security(viewer_token)],
 ) -> FileResponse:
-    path, art = await manager.viewer_video(analysis_id, token=token or "", client=_client(request))
+    path, art = await manager.viewer_video(analysis_id, token=token or "", client=client_address(request))
     return FileResponse(path, media_type=art.media_type, headers={"cache-control": "private, max-age=3600"})
 
 
