@@ -3,13 +3,23 @@ convert it to FP16, simplify it, check it and prove that it still computes the s
 
 Steps (:func:`prepare_model`)::
 
-    source ONNX ──validate contract──▶ pin/rename dims ──onnxslim──▶ [FP16, I/O kept float32] ──onnx.checker
+    source ONNX ──validate contract──▶ pin/rename dims ──onnxslim──▶ [FP16, I/O kept float32]
+               ──[wire input: uint8 crops, normalised in the graph]──▶ onnx.checker
                ──onnxruntime: source vs prepared on seeded random inputs──▶ model.onnx + model.onnx.json
 
-The contract table (:data:`CONTRACTS`) is the single statement of every family's tensor names, dtypes and
-shapes; the Triton ``config.pbtxt`` files and ``tests/test_model_repository.py`` check against the same
-names (STYLE item 8). Dimensions are written as ints (fixed), or names (variable); the names ``H`` and
-``W`` are taken from the manifest's ``input_size`` (width, height).
+Every family's tensor contract (names, dtypes, shapes) is its entry in the family registry
+(:data:`services.pose.families.FAMILIES`; :data:`CONTRACTS` here is a view of it); the Triton
+``config.pbtxt`` files and ``tests/test_model_repository.py`` check against the same names (STYLE item 8).
+Dimensions are written as ints (fixed), or names (variable); the names ``H`` and ``W`` are taken from the
+manifest's ``input_size`` (width, height).
+
+Wire input (families with a :class:`~services.pose.families.WireFormat`: RTMPose, MoveNet): the prepared
+graph takes the crops as they travel, uint8 ``[batch, H, W, 3]`` RGB, under the network input's name;
+:func:`wrap_wire_input` prepends the family's Cast / Sub / Div / Transpose nodes, so clients send a quarter
+of the float32 bytes and the normalisation runs where the network runs. The parity check feeds the same
+random pixels to the prepared graph and, normalised by :func:`services.pose.pose2d.network_input` (the
+numpy float path), to the source graph. ``keep_network_input=True`` (``--network-input``) keeps the network's
+own float input instead.
 
 Batch policy per family:
 
@@ -38,23 +48,33 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
 from numpy.typing import NDArray
+from onnx import numpy_helper
 
 from services.errors import GaitwayError, InferenceError, ModelError, status_of
+from services.pose.families import (
+    FAMILIES,
+    BatchPolicy,
+    Contract,
+    Dim,
+    Family,
+    TensorSpec,
+    WireFormat,
+    get_family,
+)
 from services.pose.models import ModelStore, get_manifest, sha256_of
+from services.pose.pose2d import network_input
 from services.pose.runtime import OnnxRunner
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Dim = int | str
-BatchPolicy = Literal["dynamic", "one"]
 #: (dtype name, dims) of one graph tensor
 Signature = tuple[str, tuple[Dim, ...]]
 
@@ -68,88 +88,18 @@ _DTYPES: dict[str, int] = {
     "float16": onnx.TensorProto.FLOAT16,
     "int32": onnx.TensorProto.INT32,
     "int64": onnx.TensorProto.INT64,
+    "uint8": onnx.TensorProto.UINT8,
 }
-_NUMPY_DTYPES: dict[str, type[np.generic]] = {"float32": np.float32, "int32": np.int32, "int64": np.int64}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: name, dtype (``float32``, ``int32``, ``int64``) and dims."""
-
-    name: str
-    dtype: str
-    dims: tuple[Dim, ...]
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What a family's graph must look like.
-
-    ``choices`` restricts named dims to a set of values (RTMPose's keypoint count ``K``); a named dim used in
-    several tensors must have the same value everywhere. ``random`` describes the verification inputs:
-    ``normal`` (N(0,1) float), ``uniform`` (U(-1,1) float) or ``pixels`` (integers 0-255).
-    """
-
-    family: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    batch: BatchPolicy
-    choices: Mapping[str, frozenset[int]] = field(default_factory=dict)
-    pin_from_manifest: tuple[str, ...] = ()
-    random: str = "normal"
-    #: value used for a free named dim (other than batch) when making verification inputs
-    probe_sizes: Mapping[str, int] = field(default_factory=dict)
-    #: ops kept in float32 by the FP16 conversion (besides onnxconverter-common's default block list)
-    fp16_keep_float32: tuple[str, ...] = ()
-
-
-CONTRACTS: dict[str, Contract] = {
-    "rtmpose": Contract(
-        family="rtmpose",
-        inputs=(TensorSpec("input", "float32", ("batch", 3, "H", "W")),),
-        outputs=(
-            TensorSpec("simcc_x", "float32", ("batch", "K", 384)),
-            TensorSpec("simcc_y", "float32", ("batch", "K", 512)),
-        ),
-        batch="dynamic",
-        choices={"K": frozenset({17, 26}), "H": frozenset({256}), "W": frozenset({192})},
-        pin_from_manifest=("H", "W"),
-    ),
-    "rtmdet": Contract(
-        family="rtmdet",
-        inputs=(TensorSpec("input", "float32", ("batch", 3, "H", "W")),),
-        outputs=(
-            TensorSpec("dets", "float32", ("batch", "num_dets", 5)),
-            TensorSpec("labels", "int64", ("batch", "num_dets")),
-        ),
-        batch="one",
-        pin_from_manifest=("H", "W"),
-    ),
-    "movenet": Contract(
-        family="movenet",
-        inputs=(TensorSpec("input:0", "int32", ("batch", "H", "W", 3)),),
-        outputs=(TensorSpec("Identity:0", "float32", ("batch", 1, 17, 3)),),
-        batch="one",
-        pin_from_manifest=("H", "W"),
-        random="pixels",
-    ),
-    "semgcn": Contract(
-        family="semgcn",
-        inputs=(TensorSpec("kp2d_norm", "float32", ("batch", 16, 2)),),
-        outputs=(TensorSpec("kp3d", "float32", ("batch", 16, 3)),),
-        batch="dynamic",
-        random="uniform",
-    ),
-    "motionbert": Contract(
-        family="motionbert",
-        inputs=(TensorSpec("pose2d", "float32", ("batch", "frames", 17, 3)),),
-        outputs=(TensorSpec("pose3d", "float32", ("batch", "frames", 17, 3)),),
-        batch="dynamic",
-        random="uniform",
-        probe_sizes={"frames": 27},
-        fp16_keep_float32=("LayerNormalization", "ReduceMean", "Pow", "Sqrt", "Softmax"),
-    ),
+_NUMPY_DTYPES: dict[str, type[np.generic]] = {
+    "float32": np.float32,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
 }
+
+
+#: every family's network contract, by family name (a view of the family registry)
+CONTRACTS: dict[str, Contract] = {name: f.contract for name, f in FAMILIES.items()}
 
 
 @dataclass(frozen=True)
@@ -178,6 +128,8 @@ class PreparedModel:
     tolerance: float
     nodes_before: int
     nodes_after: int
+    #: how the pose input travels (``uint8 NHWC RGB``), or "" when the graph takes the network's input
+    wire: str = ""
 
     @property
     def record_path(self) -> Path:
@@ -217,27 +169,34 @@ def graph_signature(model: onnx.ModelProto) -> GraphSignature:
     return GraphSignature(inputs=table(model.graph.input), outputs=table(model.graph.output))
 
 
-def manifest_dims(contract: Contract, input_size: tuple[int, int] | None) -> dict[str, int]:
-    """Values of the contract's manifest-pinned dims (``H``, ``W``) from ``input_size`` (width, height)."""
-    if not contract.pin_from_manifest:
+def manifest_dims(family: Family, input_size: tuple[int, int] | None) -> dict[str, int]:
+    """Values of the family's manifest-pinned dims (``H``, ``W``) from ``input_size`` (width, height)."""
+    if not family.contract.pin_from_manifest:
         return {}
     if input_size is None:
-        raise ModelError(f"{contract.family}: the input size (width, height) is needed to pin H and W")
+        raise ModelError(f"{family.name}: the input size (width, height) is needed to pin H and W")
     return {"W": int(input_size[0]), "H": int(input_size[1])}
 
 
 def validate_signature(
-    model: onnx.ModelProto, contract: Contract, *, pinned: Mapping[str, int] | None = None, what: str = ""
+    model: onnx.ModelProto,
+    family: Family,
+    *,
+    served: bool = False,
+    pinned: Mapping[str, int] | None = None,
+    what: str = "",
 ) -> dict[str, int]:
-    """Check ``model``'s inputs/outputs against ``contract``; return the values bound to named dims.
+    """Check ``model``'s inputs/outputs against the family's network contract (``served``: the contract of
+    the served graph, with the wire input); return the values bound to named dims.
 
     A fixed contract dim accepts a symbolic graph dim (it is pinned during preparation and verified by
     running the graph); a named contract dim accepts anything, but every fixed value it takes must agree
     across tensors, with ``pinned`` and with ``contract.choices``. Raises :class:`ModelError` naming every
     mismatch.
     """
+    contract = family.served() if served else family.contract
     sig = graph_signature(model)
-    label = what or contract.family
+    label = what or family.name
     problems: list[str] = []
     bound: dict[str, int] = dict(pinned or {})
 
@@ -287,7 +246,8 @@ def validate_signature(
     check("input", sig.inputs, contract.inputs)
     check("output", sig.outputs, contract.outputs)
     if problems:
-        raise ModelError(f"{label} does not have the {contract.family} signature: " + "; ".join(problems))
+        kind = "served " if served and family.wire is not None else ""
+        raise ModelError(f"{label} does not have the {kind}{family.name} signature: " + "; ".join(problems))
     return bound
 
 
@@ -436,7 +396,7 @@ def random_inputs(
             elif d in contract.probe_sizes:
                 shape.append(contract.probe_sizes[d])
             else:
-                raise ModelError(f"{contract.family}: no size known for dim {d!r} of {spec.name!r}")
+                raise ModelError(f"no size known for dim {d!r} of {spec.name!r}")
         if contract.random == "pixels":
             feeds[spec.name] = rng.integers(0, 256, size=shape).astype(_NUMPY_DTYPES[spec.dtype])
         elif contract.random == "uniform":
@@ -490,14 +450,15 @@ def compare_outputs(
     *,
     tolerance: float,
     what: str,
-    match_detections: bool = False,
+    detections: str = "",
 ) -> dict[str, float]:
     """Peak-relative max error per float output (``max|c - r| / max|r|``); integers must be equal.
 
     Raises :class:`ModelError` on a missing output, a shape/dtype change or an error above ``tolerance``.
-    With ``match_detections`` a ``dets`` output is judged by :func:`detection_error` (its box count may
-    change) and integer outputs only by their set of values (the detector is single-class).
+    With ``detections`` (an output name) that output is judged by :func:`detection_error` (its box count
+    may change) and integer outputs only by their set of values (the detector is single-class).
     """
+    match_detections = bool(detections)
     errors: dict[str, float] = {}
     for name, ref in reference.items():
         if name not in candidate:
@@ -518,7 +479,7 @@ def compare_outputs(
             continue
         if np.all(np.isfinite(ref)) and not np.all(np.isfinite(got)):
             raise ModelError(f"{what}: output {name!r} has non-finite values")
-        if match_detections and name == "dets":
+        if name == detections:
             err = detection_error(ref, got)
             detail = f"box mismatch {err:.3g} (1 - IoU or score difference)"
         else:
@@ -532,6 +493,90 @@ def compare_outputs(
     return errors
 
 
+def _wire_steps(wire: WireFormat) -> list[tuple[str, dict[str, Any], list[onnx.TensorProto]]]:
+    """The wire format's steps as (op, attributes, constant operands), in order (see WireFormat)."""
+    steps: list[tuple[str, dict[str, Any], list[onnx.TensorProto]]] = []
+    if wire.channels == "BGR":
+        order = numpy_helper.from_array(np.array([2, 1, 0], np.int64), "wire_bgr_order")
+        steps.append(("Gather", {"axis": 3}, [order]))
+    if wire.mean is not None and wire.std is not None:
+        steps.append(("Cast", {"to": onnx.TensorProto.FLOAT}, []))
+        steps.append(("Sub", {}, [numpy_helper.from_array(np.array(wire.mean, np.float32), "wire_mean")]))
+        steps.append(("Div", {}, [numpy_helper.from_array(np.array(wire.std, np.float32), "wire_std")]))
+    if wire.network_layout == "NCHW":
+        steps.append(("Transpose", {"perm": [0, 3, 1, 2]}, []))
+    if wire.network_dtype != ("float32" if wire.mean is not None else wire.dtype):
+        steps.append(("Cast", {"to": _DTYPES[wire.network_dtype]}, []))
+    return steps
+
+
+def wrap_wire_input(model: onnx.ModelProto, wire: WireFormat) -> onnx.ModelProto:
+    """Make ``model`` take crops as they travel (in place; returns it).
+
+    The network input ``wire.input`` becomes a uint8 ``[batch, H, W, 3]`` input of the same name, followed
+    by the wire format's nodes (channel order, Cast, Sub mean, Div std, Transpose, Cast) that produce what
+    the network took before. :func:`services.pose.pose2d.network_input` is the same rule in numpy.
+    """
+    graph = model.graph
+    position = next((i for i, v in enumerate(graph.input) if v.name == wire.input), None)
+    if position is None:
+        raise ModelError(f"the graph has no input {wire.input!r} to receive the wire format")
+    old = onnx.ValueInfoProto()
+    old.CopyFrom(graph.input[position])
+    dims = _value_dims(old)
+    hw_c = (dims[2], dims[3], dims[1]) if wire.network_layout == "NCHW" else (dims[1], dims[2], dims[3])
+    if len(dims) != 4 or hw_c[2] != 3:
+        raise ModelError(f"input {wire.input!r} {list(dims)} is not a {wire.network_layout} 3-channel image")
+    inner = f"{wire.input}__network"
+    for node in graph.node:
+        for i, x in enumerate(node.input):
+            if x == wire.input:
+                node.input[i] = inner
+    steps = _wire_steps(wire)
+    nodes: list[onnx.NodeProto] = []
+    value = wire.input
+    for k, (op, attrs, constants) in enumerate(steps):
+        out = inner if k == len(steps) - 1 else f"wire_{k}_{op.lower()}"
+        inputs = [value] + [c.name for c in constants]
+        nodes.append(onnx.helper.make_node(op, inputs, [out], name=f"wire_{k}_{op.lower()}", **attrs))
+        graph.initializer.extend(constants)
+        value = out
+    wire_input = onnx.helper.make_tensor_value_info(
+        wire.input, _DTYPES[wire.dtype], [dims[0], hw_c[0], hw_c[1], 3]
+    )
+    inputs = list(graph.input)
+    inputs[position] = wire_input
+    del graph.input[:]
+    graph.input.extend(inputs)
+    old.name = inner
+    graph.value_info.append(old)
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *existing])
+    return model
+
+
+def network_feeds(feeds: Mapping[str, NDArray[Any]], family: Family) -> dict[str, NDArray[Any]]:
+    """Feeds of a served graph (uint8 crops) -> feeds of the family's raw network (the numpy float path)."""
+    wire = family.wire
+    if wire is None:
+        return dict(feeds)
+    return {k: network_input(v, wire) if k == wire.input else v for k, v in feeds.items()}
+
+
+def served_graph(
+    model: onnx.ModelProto, family: Family, *, input_size: tuple[int, int] | None, what: str = ""
+) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The graph that is served for a raw ``model`` of ``family``, without simplification or a parity
+    check (the CPU Triton repository): contract validated, dims pinned, wire input prepended. Returns it
+    (``model``, changed in place) and the values bound to named dims."""
+    bound = validate_signature(model, family, pinned=manifest_dims(family, input_size), what=what)
+    apply_contract_dims(model, family.contract, bound)
+    if family.wire is not None:
+        wrap_wire_input(model, family.wire)
+    return model, bound
+
+
 def prepare_onnx(
     source: Path,
     out_path: Path,
@@ -541,33 +586,40 @@ def prepare_onnx(
     input_size: tuple[int, int] | None = None,
     fp16: bool = False,
     source_sha256: str = "",
+    keep_network_input: bool = False,
 ) -> PreparedModel:
     """Prepare the ONNX file ``source`` of ``family`` into ``out_path`` (plus ``out_path.json``).
 
-    The file is first written under a temporary name and only renamed to ``out_path`` after the checker and
-    the onnxruntime parity check passed, so a failed preparation never leaves a servable-looking file.
+    Families with a wire format get the uint8 wire input unless ``keep_network_input``. The file is first
+    written under a temporary name and only renamed to ``out_path`` after the checker and the onnxruntime
+    parity check passed, so a failed preparation never leaves a servable-looking file.
     """
-    if family not in CONTRACTS:
-        raise ModelError(f"no tensor contract for family {family!r}; known: {', '.join(sorted(CONTRACTS))}")
-    contract = CONTRACTS[family]
+    if family not in FAMILIES:
+        raise ModelError(f"no tensor contract for family {family!r}; known: {', '.join(sorted(FAMILIES))}")
+    fam = get_family(family)
+    contract = fam.contract
+    wire = None if keep_network_input else fam.wire
     name = model_name or source.stem
     try:
         model = onnx.load(str(source))
     except Exception as exc:
         raise ModelError(f"cannot read ONNX file {source}: {exc}") from exc
-    pinned = manifest_dims(contract, input_size)
-    bound = validate_signature(model, contract, pinned=pinned, what=f"model {name!r} ({source})")
+    pinned = manifest_dims(fam, input_size)
+    bound = validate_signature(model, fam, pinned=pinned, what=f"model {name!r} ({source})")
     nodes_before = len(model.graph.node)
 
     apply_contract_dims(model, contract, bound)
     model = simplify(model)
     if fp16:
         model = to_fp16(model, contract)
+    if wire is not None:  # last, so that the normalisation stays float32 in an FP16 graph
+        wrap_wire_input(model, wire)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise ModelError(f"prepared graph of {name!r} fails onnx.checker: {exc}") from exc
-    validate_signature(model, contract, pinned=bound, what=f"prepared {name!r}")
+    validate_signature(model, fam, served=wire is not None, pinned=bound, what=f"prepared {name!r}")
+    served = fam.served() if wire is not None else contract
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
@@ -578,12 +630,13 @@ def prepare_onnx(
         parity: dict[str, float] = {}
         batches = (1, 2) if contract.batch == "dynamic" else (1,)
         for batch in batches:
-            feeds = random_inputs(contract, bound, batch=batch, seed=batch)
-            reference = run_graph(source, feeds) if batch == 1 else None
+            feeds = random_inputs(served, bound, batch=batch, seed=batch)
+            source_feeds = network_feeds(feeds, fam) if wire is not None else feeds
+            reference = run_graph(source, source_feeds) if batch == 1 else None
             try:
                 candidate = run_graph(tmp_path, feeds)
                 if reference is None:  # a source with a fixed batch of 1 cannot run the batch-2 probe
-                    reference = _run_per_item(source, feeds)
+                    reference = _run_per_item(source, source_feeds)
             except InferenceError as exc:
                 raise ModelError(
                     f"prepared {name!r} does not run at batch {batch}; its graph is not batch-agnostic "
@@ -594,7 +647,7 @@ def prepare_onnx(
                 candidate,
                 tolerance=tolerance,
                 what=f"prepared {name!r} at batch {batch}",
-                match_detections=fp16 and family == "rtmdet",
+                detections=contract.detections if fp16 else "",
             )
             for out_name, err in errs.items():
                 parity[out_name] = max(parity.get(out_name, 0.0), err)
@@ -618,6 +671,7 @@ def prepare_onnx(
         tolerance=tolerance,
         nodes_before=nodes_before,
         nodes_after=len(model.graph.node),
+        wire=f"{wire.dtype} {wire.layout} RGB" if wire is not None else "",
     )
     write_record(prepared)
     log.info("prepared %s -> %s (sha256 %s, parity %s)", name, out_path, prepared.sha256[:12], parity)
@@ -641,6 +695,7 @@ def prepare_model(
     store: ModelStore,
     fp16: bool = False,
     filename: str = "model.onnx",
+    keep_network_input: bool = False,
 ) -> PreparedModel:
     """Prepare the manifest model ``name`` (found and checksum-verified through ``store``) into
     ``out_dir/filename``."""
@@ -654,6 +709,7 @@ def prepare_model(
         input_size=manifest.input_size,
         fp16=fp16,
         source_sha256=resolved.sha256,
+        keep_network_input=keep_network_input,
     )
 
 
@@ -667,7 +723,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filename", default="model.onnx", help="file name inside --out (default model.onnx)")
     p.add_argument("--fp16", action="store_true", help="weights/activations in float16 (I/O stay float32)")
     p.add_argument("--models-dir", default="", help="model search path (os.pathsep-separated)")
-    p.add_argument("--family", choices=sorted(CONTRACTS), help="contract of an .onnx path given as MODEL")
+    p.add_argument("--family", choices=sorted(FAMILIES), help="family of an .onnx path given as MODEL")
+    p.add_argument(
+        "--network-input",
+        action="store_true",
+        help="keep the network's own (float) input instead of the uint8 crop input of RTMPose / MoveNet",
+    )
     p.add_argument(
         "--input-size", default="", help="WxH for an .onnx path whose family pins it (e.g. 320x320)"
     )
@@ -688,12 +749,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 family=args.family,
                 input_size=(size[0], size[1]) if size else None,
                 fp16=args.fp16,
+                keep_network_input=args.network_input,
             )
         else:
             settings = Settings(models_dir=args.models_dir) if args.models_dir else Settings()
             store = ModelStore(settings.model_search_path())
             prepared = prepare_model(
-                args.model, args.out, store=store, fp16=args.fp16, filename=args.filename
+                args.model,
+                args.out,
+                store=store,
+                fp16=args.fp16,
+                filename=args.filename,
+                keep_network_input=args.network_input,
             )
     except GaitwayError as err:
         sys.stderr.write(f"export.prepare: error [{err.code}]: {err}\n")

@@ -3,19 +3,25 @@
 The Triton binary bundled with ``nvidia-pytriton`` ships only the python backend, so on a CPU machine each
 role is a python model whose ``model.py`` runs the role's ONNX file with onnxruntime (CPU execution provider,
 1-2 threads). Model names and tensor contracts are the GPU production repository's
-(``model_repository/*/config.pbtxt``), so :class:`services.pose.triton.TritonBackend` talks to either:
+(``model_repository/*/config.pbtxt``), so :class:`services.pose.triton.TritonBackend` talks to either. Both
+come from the family registry (:mod:`services.pose.families`: the served contract and the ``cpu`` batching
+facts), e.g.:
 
 * ``detector``: ``input`` [-1, 3, 320, 320] FP32 -> ``dets`` [-1, -1, 5] FP32, ``labels`` [-1, -1] INT64
-* ``pose2d`` (RTMPose): ``input`` [-1, 3, 256, 192] FP32 -> ``simcc_x`` [-1, K, 384], ``simcc_y`` [-1, K, 512]
-* ``pose2d_movenet``: ``input:0`` [1, S, S, 3] INT32 -> ``Identity:0`` [1, 1, 17, 3] FP32 (max_batch_size 0)
+* ``pose2d`` (RTMPose): ``input`` [-1, 256, 192, 3] UINT8 -> ``simcc_x``, ``simcc_y`` [-1, K, 384 / 512] FP32
+* ``pose2d_movenet``: ``input:0`` [1, S, S, 3] UINT8 -> ``Identity:0`` [1, 1, 17, 3] FP32 (max_batch_size 0)
 * ``lifter`` (SemGCN): ``kp2d_norm`` [-1, 16, 2] FP32 -> ``kp3d`` [-1, 16, 3] FP32
+
+The 2D pose models take uint8 RGB crops: their ONNX file is written into the repository with the family's
+wire-format nodes in front (:func:`export.prepare.served_graph`); the other roles' files are linked as they
+are.
 
 Batchable models get Triton's dynamic batcher (preferred sizes, a queue delay of a millisecond or two):
 concurrent requests are concatenated into one onnxruntime call; ``model.py`` splits the result back per
 request. A request with a bad tensor (non-finite values, empty batch) gets its own error response and the
 other requests of the same batch are still served. The ONNX file name, the model family, the onnxruntime
-thread count and the file's sha256 travel as config ``parameters``; the ONNX file is symlinked (or copied
-with ``--copy``) into ``<out>/<model>/1/``.
+thread count and the source file's sha256 travel as config ``parameters``; the ONNX file is symlinked (or
+copied with ``--copy``; written, for a wire-format family) into ``<out>/<model>/1/``.
 
 Usage::
 
@@ -35,8 +41,8 @@ from pathlib import Path
 
 from services.errors import GaitwayError, ModelError
 from services.pose.backends import ModelSet
+from services.pose.families import TRITON_DTYPES, Family, TensorSpec, get_family, named_dims
 from services.pose.models import ModelStore, ResolvedModel, get_preset
-from services.pose.triton import triton_model_name
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -185,70 +191,43 @@ class ModelSpec:
     instances: int = 1
 
 
+def _tensor(spec: TensorSpec, family: Family, values: dict[str, int], *, batched: bool) -> Tensor:
+    """A served contract tensor as Triton sees it: the batch dim dropped when Triton batches, named dims
+    bound by the manifest as ints, free ones -1."""
+    dims = spec.dims[1:] if batched else spec.dims
+    out: list[int] = []
+    for d in dims:
+        if isinstance(d, int):
+            out.append(d)
+        elif d == "batch":
+            out.append(1 if family.contract.batch == "one" else -1)
+        else:
+            out.append(values.get(d, -1))
+    return Tensor(spec.name, TRITON_DTYPES[spec.dtype], tuple(out))
+
+
 def spec_for(model: ResolvedModel, *, threads: int = 1) -> ModelSpec:
-    """The Triton model serving ``model``, with the GPU repository's name and tensor contract."""
+    """The Triton model serving ``model``: the family's Triton name, served contract and CPU batching."""
     m = model.manifest
-    name = triton_model_name(m.family)
-    if m.family == "rtmdet":
-        w, h = m.input_size
-        return ModelSpec(
-            name,
-            m.family,
-            inputs=(Tensor("input", "FP32", (3, h, w)),),
-            outputs=(Tensor("dets", "FP32", (-1, 5)), Tensor("labels", "INT64", (-1,))),
-            max_batch_size=4,
-            max_queue_delay_us=500,
-            threads=threads,
-            onnx_max_batch=1,
-        )
-    if m.family == "rtmpose":
-        w, h = m.input_size
-        k = {"coco17": 17, "halpe26": 26}[m.skeleton]
-        return ModelSpec(
-            name,
-            m.family,
-            inputs=(Tensor("input", "FP32", (3, h, w)),),
-            outputs=(Tensor("simcc_x", "FP32", (k, 2 * w)), Tensor("simcc_y", "FP32", (k, 2 * h))),
-            max_batch_size=16,
-            preferred_batch_sizes=(4, 8, 16),
-            max_queue_delay_us=2000,
-            threads=threads,
-        )
-    if m.family == "movenet":
-        w, h = m.input_size
-        return ModelSpec(
-            name,
-            m.family,
-            inputs=(Tensor("input:0", "INT32", (1, h, w, 3)),),
-            outputs=(Tensor("Identity:0", "FP32", (1, 1, 17, 3)),),
-            max_batch_size=0,
-            threads=threads,
-            instances=2,  # batch-1 graph: concurrent frames run on two instances instead of queueing
-        )
-    if m.family == "semgcn":
-        return ModelSpec(
-            name,
-            m.family,
-            inputs=(Tensor("kp2d_norm", "FP32", (16, 2)),),
-            outputs=(Tensor("kp3d", "FP32", (16, 3)),),
-            max_batch_size=256,
-            preferred_batch_sizes=(64, 256),
-            max_queue_delay_us=1000,
-            threads=threads,
-        )
-    if m.family == "motionbert":
-        # clips of up to 243 frames; the batcher only groups clips of the same length
-        return ModelSpec(
-            name,
-            m.family,
-            inputs=(Tensor("pose2d", "FP32", (-1, 17, 3)),),
-            outputs=(Tensor("pose3d", "FP32", (-1, 17, 3)),),
-            max_batch_size=8,
-            preferred_batch_sizes=(2, 4, 8),
-            max_queue_delay_us=1000,
-            threads=threads,
-        )
-    raise ModelError(f"no CPU Triton model for family {m.family!r} (model {m.name})")
+    family = get_family(m.family)
+    if family.role != m.role:
+        raise ModelError(f"model {m.name} has role {m.role}, its family {family.name} {family.role}")
+    served = family.served()
+    values = named_dims(family, input_size=m.input_size, skeleton=m.skeleton)
+    cpu = family.cpu
+    batched = cpu.max_batch_size > 0
+    return ModelSpec(
+        family.triton_model,
+        family.name,
+        inputs=tuple(_tensor(t, family, values, batched=batched) for t in served.inputs),
+        outputs=tuple(_tensor(t, family, values, batched=batched) for t in served.outputs),
+        max_batch_size=cpu.max_batch_size,
+        preferred_batch_sizes=cpu.preferred_batch_sizes,
+        max_queue_delay_us=cpu.max_queue_delay_us,
+        threads=threads,
+        onnx_max_batch=cpu.onnx_max_batch,
+        instances=cpu.instances,
+    )
 
 
 def config_pbtxt(spec: ModelSpec, model: ResolvedModel) -> str:
@@ -269,6 +248,9 @@ def config_pbtxt(spec: ModelSpec, model: ResolvedModel) -> str:
         "intra_op_threads": str(spec.threads),
         "onnx_max_batch": str(spec.onnx_max_batch),
     }
+    wire = get_family(spec.family).wire
+    if wire is not None:
+        params["wire"] = f"{wire.dtype} {wire.layout} RGB crops, normalised inside the graph"
     lines = [
         f'name: "{spec.name}"',
         'backend: "python"',
@@ -287,6 +269,24 @@ def config_pbtxt(spec: ModelSpec, model: ResolvedModel) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_served_onnx(model: ResolvedModel, target: Path) -> None:
+    """Write the served graph of a wire-format family (uint8 crop input, normalisation in the graph)."""
+    m = model.manifest
+    try:  # the onnx package (gaitway[prepare]) is only needed for wire-format families
+        import onnx
+
+        from export.prepare import served_graph
+    except ImportError as exc:
+        raise ModelError(
+            f"serving {m.name} takes the onnx package to give its graph the uint8 crop input: "
+            "install gaitway[prepare]"
+        ) from exc
+    graph, _ = served_graph(
+        onnx.load(str(model.path)), get_family(m.family), input_size=m.input_size, what=m.name
+    )
+    onnx.save(graph, str(target))
+
+
 def write_model(out: Path, model: ResolvedModel, *, copy: bool = False, threads: int = 1) -> ModelSpec:
     """Write ``<out>/<name>/config.pbtxt`` and ``<out>/<name>/1/{model.py, model.onnx}``."""
     spec = spec_for(model, threads=threads)
@@ -297,7 +297,9 @@ def write_model(out: Path, model: ResolvedModel, *, copy: bool = False, threads:
     target = version / ONNX_FILE
     if target.is_symlink() or target.exists():
         target.unlink()
-    if copy:
+    if get_family(spec.family).wire is not None:
+        write_served_onnx(model, target)
+    elif copy:
         shutil.copyfile(model.path, target)
     else:
         target.symlink_to(model.path.resolve())
@@ -314,7 +316,7 @@ def generate(
     """
     chosen: dict[str, ResolvedModel] = {}
     for m in models:
-        name = triton_model_name(m.manifest.family)
+        name = get_family(m.manifest.family).triton_model
         if name in chosen and chosen[name].sha256 != m.sha256:
             raise ModelError(
                 f"Triton model {name!r} would serve both {chosen[name].manifest.name} and {m.manifest.name}; "

@@ -1,11 +1,14 @@
 """Build a TensorRT engine (``model.plan``) from a prepared ONNX file, with explicit optimisation profiles.
 
+    python -m export.tensorrt model.onnx --out model.plan --family rtmpose --fp16
     python -m export.tensorrt model.onnx --out model.plan \\
-        --min 1x3x256x192 --opt 8x3x256x192 --max 32x3x256x192 --fp16
+        --min 1x256x192x3 --opt 8x256x192x3 --max 32x256x192x3 --fp16
 
-Shapes are ``AxBxC`` for a graph with one dynamic input, or ``NAME:AxBxC`` (repeat the option, or separate
-with commas) for several. Every input with a dynamic dim needs a min, opt and max shape; a static input may
-be left out (its shape is its profile). ``min <= opt <= max`` elementwise, static dims must match the graph.
+``--family`` takes the family's profile from the registry (:mod:`services.pose.families`: RTMPose batch
+1 / 16 / 32, MotionBERT batch 1 / 2 / 8 and frames 1 / 243 / 243) and the other dims from the graph. Shapes
+are ``AxBxC`` for a graph with one dynamic input, or ``NAME:AxBxC`` (repeat the option, or separate with
+commas) for several. Every input with a dynamic dim needs a min, opt and max shape; a static input may be
+left out (its shape is its profile). ``min <= opt <= max`` elementwise, static dims must match the graph.
 
 The engine is built with the ``tensorrt`` Python API when it is importable, otherwise with ``trtexec``
 (found on PATH or given with ``--trtexec``; in NGC images it is ``/usr/src/tensorrt/bin/trtexec``). Either
@@ -32,6 +35,7 @@ from typing import Any
 import onnx
 
 from services.errors import GaitwayError, ModelError, status_of
+from services.pose.families import FAMILIES, Dim, get_family
 from services.pose.models import sha256_of
 
 log = logging.getLogger(__name__)
@@ -163,6 +167,45 @@ def build_profiles(
     return tuple(profiles)
 
 
+def _dim_names(graph_dims: tuple[int | None, ...], candidates: Sequence[tuple[Dim, ...]]) -> tuple[Dim, ...]:
+    """The contract dims (served or network) that fit a graph input's static dims."""
+    for dims in candidates:
+        if len(dims) == len(graph_dims) and all(
+            not isinstance(c, int) or g is None or g == c for g, c in zip(graph_dims, dims, strict=True)
+        ):
+            return dims
+    raise ModelError(
+        f"an input {['?' if d is None else d for d in graph_dims]} fits none of the family's shapes"
+    )
+
+
+def family_profiles(inputs: Mapping[str, tuple[int | None, ...]], family: str) -> tuple[InputProfile, ...]:
+    """Profiles from the family's TensorRT profile (named dims -> min/opt/max) and the graph's static dims."""
+    fam = get_family(family)
+    if fam.tensorrt is None:
+        raise ModelError(f"family {family!r} has no TensorRT profile: give --min, --opt and --max")
+    specs = [*fam.served().inputs, *fam.contract.inputs]
+    mins: dict[str | None, Shape] = {}
+    opts: dict[str | None, Shape] = {}
+    maxs: dict[str | None, Shape] = {}
+    for name, dims in inputs.items():
+        if all(d is not None for d in dims):
+            continue
+        names = _dim_names(dims, [s.dims for s in specs if s.name == name])
+        shapes: list[list[int]] = [[], [], []]
+        for g, d in zip(dims, names, strict=True):
+            if g is not None:
+                values = (g, g, g)
+            elif isinstance(d, str) and d in fam.tensorrt.dims:
+                values = fam.tensorrt.dims[d]
+            else:
+                raise ModelError(f"input {name!r}: the {family} profile gives no range for dim {d!r}")
+            for shape, v in zip(shapes, values, strict=True):
+                shape.append(v)
+        mins[name], opts[name], maxs[name] = (tuple(x) for x in shapes)
+    return build_profiles(inputs, mins, opts, maxs)
+
+
 def _fmt(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -291,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("onnx", type=Path, help="prepared ONNX file (see export.prepare)")
     p.add_argument("--out", type=Path, required=True, help="engine file to write, e.g. 1/model.plan")
+    p.add_argument(
+        "--family", choices=sorted(FAMILIES), help="take min/opt/max from the family's registered profile"
+    )
     p.add_argument("--min", action="append", default=[], help="min shape: AxBxC or NAME:AxBxC (repeatable)")
     p.add_argument("--opt", action="append", default=[], help="shape the kernels are tuned for")
     p.add_argument("--max", action="append", default=[], help="max shape")
@@ -301,10 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def profiles_from_args(args: argparse.Namespace) -> tuple[InputProfile, ...]:
-    """Parse and validate the shape options against the ONNX graph's inputs."""
-    return build_profiles(
-        onnx_input_dims(args.onnx), parse_shapes(args.min), parse_shapes(args.opt), parse_shapes(args.max)
-    )
+    """Parse and validate the shape options against the ONNX graph's inputs (``--family`` without shape
+    options: the family's registered profile)."""
+    inputs = onnx_input_dims(args.onnx)
+    if args.family and not (args.min or args.opt or args.max):
+        return family_profiles(inputs, args.family)
+    return build_profiles(inputs, parse_shapes(args.min), parse_shapes(args.opt), parse_shapes(args.max))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,13 @@ Tree::
     │   ├── TooManyFramesError      too_many_frames    413   INVALID_ARGUMENT     2
     │   └── NoPersonError           no_person          422   FAILED_PRECONDITION  4
     ├── ModelError                  model_unavailable  503   FAILED_PRECONDITION  5
-    │   └── ModelChecksumError      model_corrupt      503   FAILED_PRECONDITION  5
+    │   ├── ModelChecksumError      model_corrupt      503   FAILED_PRECONDITION  5
+    │   ├── DownloadError           download_failed    503   UNAVAILABLE          7
+    │   │   └── DownloadNotFoundError download_not_found 503 FAILED_PRECONDITION  5
+    │   ├── ArchiveError            bad_archive        503   FAILED_PRECONDITION  5
+    │   │   └── UnsafeArchiveError  unsafe_archive     503   FAILED_PRECONDITION  5
+    │   ├── ExportUnavailableError  export_unavailable 503   FAILED_PRECONDITION  5
+    │   └── ModelExportError        export_failed      503   FAILED_PRECONDITION  5
     ├── InferenceError              inference_failed   502   UNAVAILABLE          6
     ├── ServiceUnavailableError     service_unavailable 503  UNAVAILABLE          7
     └── RequestError                (the gateway's request-level errors)
@@ -23,6 +29,7 @@ Tree::
         ├── PermissionDeniedError   permission_denied  403   PERMISSION_DENIED    8
         ├── ConflictError           conflict           409   ALREADY_EXISTS       8
         ├── NotReadyError           not_ready          409   FAILED_PRECONDITION  8
+        │   └── ArtifactPendingError artifact_pending 409  FAILED_PRECONDITION  8
         ├── PayloadTooLargeError    payload_too_large  413   INVALID_ARGUMENT     8
         ├── UnsupportedMediaError   unsupported_media  415   INVALID_ARGUMENT     8
         ├── UploadTimeoutError      upload_timeout     408   DEADLINE_EXCEEDED    8
@@ -127,6 +134,44 @@ class ModelChecksumError(ModelError):
     code = "model_corrupt"
 
 
+class DownloadError(ModelError):
+    """A model file could not be downloaded: network down, connection lost, server error, access refused.
+    Transient as a rule: ``gaitway models fetch`` resumes a partial file when run again."""
+
+    code = "download_failed"
+
+
+class DownloadNotFoundError(DownloadError):
+    """The download source answered 404/410: the URL (or the mirror's copy) does not exist."""
+
+    code = "download_not_found"
+
+
+class ArchiveError(ModelError):
+    """A downloaded archive is not a readable zip, or lacks the member its manifest names."""
+
+    code = "bad_archive"
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A downloaded archive holds a member that would land outside its folder (absolute path, ``..``) or a
+    link; nothing of it is unpacked."""
+
+    code = "unsafe_archive"
+
+
+class ExportUnavailableError(ModelError):
+    """A model converted after download (MotionBERT to ONNX) needs an optional extra that is missing."""
+
+    code = "export_unavailable"
+
+
+class ModelExportError(ModelError):
+    """A downloaded checkpoint could not be converted (it does not load into the model it should be)."""
+
+    code = "export_failed"
+
+
 class InferenceError(GaitwayError):
     """The inference runtime failed on valid input."""
 
@@ -187,6 +232,12 @@ class NotReadyError(RequestError):
     code = "not_ready"
 
 
+class ArtifactPendingError(NotReadyError):
+    """A report file of a finished analysis that is still being written (409; ask again shortly)."""
+
+    code = "artifact_pending"
+
+
 class PayloadTooLargeError(RequestError):
     code = "payload_too_large"
 
@@ -240,6 +291,12 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     NoPersonError: ErrorStatus(422, "FAILED_PRECONDITION", 4),
     ModelError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
     ModelChecksumError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    DownloadError: ErrorStatus(503, "UNAVAILABLE", 7),
+    DownloadNotFoundError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    ArchiveError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    UnsafeArchiveError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    ExportUnavailableError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
+    ModelExportError: ErrorStatus(503, "FAILED_PRECONDITION", 5),
     InferenceError: ErrorStatus(502, "UNAVAILABLE", 6),
     ServiceUnavailableError: ErrorStatus(503, "UNAVAILABLE", 7),
     RequestError: ErrorStatus(400, "INVALID_ARGUMENT", 8),
@@ -250,6 +307,7 @@ ERROR_TABLE: dict[type[GaitwayError], ErrorStatus] = {
     PermissionDeniedError: ErrorStatus(403, "PERMISSION_DENIED", 8),
     ConflictError: ErrorStatus(409, "ALREADY_EXISTS", 8),
     NotReadyError: ErrorStatus(409, "FAILED_PRECONDITION", 8),
+    ArtifactPendingError: ErrorStatus(409, "FAILED_PRECONDITION", 8),
     PayloadTooLargeError: ErrorStatus(413, "INVALID_ARGUMENT", 8),
     UnsupportedMediaError: ErrorStatus(415, "INVALID_ARGUMENT", 8),
     UploadTimeoutError: ErrorStatus(408, "DEADLINE_EXCEEDED", 8),

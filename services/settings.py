@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         "empty = ./models, <shared>/models, <shared>/reference",
     )
     shared_dir: Path = Field(default=Path("../shared"), description="shared data/model folder")
+    models_mirror: str = Field(
+        default="",
+        description="`gaitway models fetch`: base URL of a mirror of the downloadable model files, laid out "
+        "as <base>/<model name>/<file name of the official URL>; empty = the official URLs",
+    )
     preset: str = Field(default="thunder", description="default model preset (see `gaitway models`)")
     ort_threads: int = Field(default=2, gt=0, description="onnxruntime intra-op threads per model")
     triton_url: str = Field(default="", description="Triton gRPC host:port; empty = embedded onnxruntime")

@@ -8,16 +8,18 @@ import cv2
 import numpy as np
 import pytest
 
+from services.errors import ModelError
 from services.pose.detect import rtmdet_decode, rtmdet_preprocess
+from services.pose.families import get_family
 from services.pose.pose2d import (
-    RGB_MEAN,
-    RGB_STD,
     Crops,
     MoveNetCodec,
     RTMPoseCodec,
     affine_crop,
     bbox_xyxy_to_cs,
     fix_aspect_ratio,
+    graph_feed,
+    network_input,
     simcc_argmax,
     warp_matrix,
 )
@@ -57,11 +59,18 @@ def test_crop_and_normalisation_match_rtmlib(golden: dict[str, np.ndarray]) -> N
     # The golden crop was made with OpenCV 5.0; 4.x rounds a few bilinear pixels the other way.
     diff = np.abs(crop.astype(int) - golden["affine_warped_bgr"])
     assert diff.max() <= 1 and (diff > 0).mean() < 0.05
-    # rtmlib normalises the image as given (its BGR frame) with the RGB means: same arithmetic as ours.
-    x = ((golden["affine_warped_bgr"].astype(np.float32) - RGB_MEAN) / RGB_STD).transpose(2, 0, 1)[None]
+    # rtmlib normalises the image as given (its BGR frame) with the RGB means: same arithmetic as the
+    # family's wire format (the numpy float path)
+    wire = get_family("rtmpose").wire
+    assert wire is not None and wire.mean is not None and wire.std is not None
+    np.testing.assert_array_equal(wire.mean, golden["norm_mean"])
+    np.testing.assert_array_equal(wire.std, golden["norm_std"])
+    x = network_input(golden["affine_warped_bgr"][None], wire)
+    assert x.dtype == np.float32
     np.testing.assert_allclose(x, golden["affine_model_input"], atol=1e-6)
     batch, _ = RTMPoseCodec().preprocess(golden["affine_src_image_bgr"], golden["bboxes_xyxy"][i : i + 1])
-    np.testing.assert_allclose(batch, golden["affine_model_input"], atol=1 / 57.0 + 1e-6)
+    assert batch.dtype == np.uint8 and batch.shape == (1, 256, 192, 3)  # the crop as it travels
+    np.testing.assert_allclose(network_input(batch, wire), golden["affine_model_input"], atol=1 / 57.0 + 1e-6)
 
 
 def test_simcc_decode_matches_rtmlib_to_1e4_px(golden: dict[str, np.ndarray]) -> None:
@@ -121,10 +130,29 @@ def test_rtmpose_random_graph_runs_batched(shared: Path) -> None:
     codec = RTMPoseCodec(skeleton=COCO17)
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 200, 400], [300, 50, 500, 470], [0, 0, 640, 480]], float)
-    x, crops = codec.preprocess(image, boxes)
-    outs = runner.run({"input": x})
+    crops_u8, crops = codec.preprocess(image, boxes)
+    wire = get_family("rtmpose").wire
+    assert wire is not None
+    outs = runner.run({"input": network_input(crops_u8, wire)})
     assert outs[0].shape == (3, 17, 384) and outs[1].shape == (3, 17, 512)
     ref = np.load(shared / "reference/rtmpose/rtmpose-m_coco17_random_io.npz")
     got = runner.run({"input": ref["input"]})
     np.testing.assert_allclose(got[0], ref["simcc_x"], atol=1e-9, rtol=1e-3)
     assert codec.postprocess(outs, crops).shape == (3, 17, 3)
+
+
+def test_graph_feed_follows_the_graph_input_dtype() -> None:
+    """A served graph (uint8 input) gets the crops as they are; a raw graph gets them normalised by the
+    family's wire format (the float path); any other dtype is a clear error."""
+    crops = np.random.default_rng(4).integers(0, 256, (2, 256, 192, 3), dtype=np.uint8)
+    rtmpose, movenet = get_family("rtmpose").wire, get_family("movenet").wire
+    assert rtmpose is not None and movenet is not None
+    assert graph_feed(crops, rtmpose, input_dtype="uint8") is crops
+    np.testing.assert_array_equal(
+        graph_feed(crops, rtmpose, input_dtype="float32"), network_input(crops, rtmpose)
+    )
+    fed = graph_feed(crops, movenet, input_dtype="int32")
+    assert fed.dtype == np.int32 and fed.shape == crops.shape
+    assert graph_feed(crops, None, input_dtype="float32") is crops  # a family without a wire format
+    with pytest.raises(ModelError, match="takes float16"):
+        graph_feed(crops, rtmpose, input_dtype="float16")

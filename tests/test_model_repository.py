@@ -1,8 +1,9 @@
-"""Contract test of the production (GPU) model repository: every config.pbtxt agrees with the tensor
-contract of its family (export.prepare.CONTRACTS) and with the ONNX graph that is served (STYLE item 8).
+"""Contract test of the production (GPU) model repository: every config.pbtxt agrees with the served
+contract of its family (services.pose.families) and with the ONNX graph that is served (STYLE item 8).
 
 The served graph is the source ONNX after export.prepare's dimension rewrite (batch policy, pinned input
-size); onnxslim and FP16 never change graph inputs/outputs (tests/test_export.py).
+size) and, for the 2D pose families, the uint8 wire input (export.prepare.served_graph); onnxslim and FP16
+never change graph inputs/outputs (tests/test_export.py).
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from conftest import REPO
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from export.prepare import (
-    CONTRACTS,
-    Dim,
-    apply_contract_dims,
-    graph_signature,
-    manifest_dims,
-    validate_signature,
-)
+from export.prepare import Dim, graph_signature, served_graph
 from services.errors import ModelError
+from services.pose.families import FAMILIES, get_family
 from services.pose.models import ModelStore, get_manifest
 
 REPOSITORY = REPO / "model_repository"
-EXPECTED = {"detector", "pose2d", "pose2d_movenet", "lifter", "lifter_motionbert"}
-DTYPES = {"float32": pb.TYPE_FP32, "int32": pb.TYPE_INT32, "int64": pb.TYPE_INT64}
+#: one served model per family, named by the registry
+EXPECTED = {f.triton_model for f in FAMILIES.values()}
+DTYPES = {
+    "float32": pb.TYPE_FP32,
+    "int32": pb.TYPE_INT32,
+    "int64": pb.TYPE_INT64,
+    "uint8": pb.TYPE_UINT8,
+}
 #: models whose source ONNX may legitimately be absent (produced by the MotionBERT port)
 OPTIONAL_ONNX = {"lifter_motionbert"}
 
@@ -69,10 +70,8 @@ def served_signature(config: pb.ModelConfig, store: ModelStore) -> dict[str, tup
         except ModelError:
             continue
         assert manifest.family == family
-        contract = CONTRACTS[family]
         model = onnx.load(str(path), load_external_data=False)
-        bound = validate_signature(model, contract, pinned=manifest_dims(contract, manifest.input_size))
-        apply_contract_dims(model, contract, bound)
+        served_graph(model, get_family(family), input_size=manifest.input_size, what=name)
         sig = graph_signature(model)
         return expected_io({**sig.inputs, **sig.outputs}, config.max_batch_size)
     if config.name in OPTIONAL_ONNX:
@@ -82,16 +81,18 @@ def served_signature(config: pb.ModelConfig, store: ModelStore) -> dict[str, tup
 
 def test_repository_holds_one_config_per_role_model() -> None:
     found = {p.parent.name for p in REPOSITORY.glob("*/config.pbtxt")}
-    assert found >= EXPECTED
+    assert found == EXPECTED, "a family in services/pose/families.py needs model_repository/<name>/"
     for name in EXPECTED:
-        assert load_config(name).name == name  # Triton requires the folder name
+        config = load_config(name)
+        assert config.name == name  # Triton requires the folder name
+        family = get_family(param(config, "family"))
+        assert family.triton_model == name and param(config, "role") == family.role
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_config_matches_family_contract(name: str) -> None:
     config = load_config(name)
-    contract = CONTRACTS[param(config, "family")]
-    assert param(config, "role") in {"detector", "pose2d", "lifter"}
+    contract = get_family(param(config, "family")).served()
     io = config_io(config)
     specs = {s.name: s for s in (*contract.inputs, *contract.outputs)}
     assert set(io) == set(specs)
@@ -152,6 +153,31 @@ def test_preprocessing_parameters_match_manifests() -> None:
         pose2d.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
         and pose2d.instance_group[0].count == 2
     )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_wire_and_tensorrt_facts_match_the_registry(name: str) -> None:
+    """The served uint8 input and its normalisation parameters, and the TensorRT plan's batch range, are
+    the family registry's."""
+    config = load_config(name)
+    family = get_family(param(config, "family"))
+    wire = family.wire
+    if wire is None:
+        assert not param(config, "wire")
+        assert all(t.data_type != pb.TYPE_UINT8 for t in config.input)
+    else:
+        (tensor,) = [t for t in config.input if t.name == wire.input]
+        assert tensor.data_type == pb.TYPE_UINT8 and list(tensor.dims)[-1] == 3
+        assert param(config, "wire").startswith(f"{wire.dtype} {wire.layout} RGB")
+        assert param(config, "color_order") == wire.channels and param(config, "layout") == wire.layout
+        if wire.mean is not None and wire.std is not None:
+            assert [float(v) for v in param(config, "mean").split(",")] == list(wire.mean)
+            assert [float(v) for v in param(config, "std").split(",")] == list(wire.std)
+        else:
+            assert not param(config, "mean") and not param(config, "std")
+    if config.platform == "tensorrt_plan":
+        assert family.tensorrt is not None, f"{name}: a TensorRT plan needs the family's profile"
+        assert config.max_batch_size == family.tensorrt.max_batch
 
 
 def test_generated_cpu_repository_keeps_the_contracts(

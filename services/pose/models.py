@@ -35,6 +35,16 @@ class ModelManifest:
     obtain: str
     url: str = ""
     random_weights: bool = False
+    root_relative: bool = True  # lifters: False for a checkpoint that predicts a global trajectory
+    # download (``gaitway models fetch``, services/pose/fetch.py): ``url`` is the official file; when it is a
+    # zip, ``archive_member`` is the one member installed as ``file``; ``export`` names the converter that
+    # turns the download into ``file`` ("motionbert": export.motionbert with ``export_config``);
+    # ``download_sha256`` pins the downloaded file itself (empty: not published; the computed digest is
+    # printed and recorded)
+    archive_member: str = ""
+    download_sha256: str = ""
+    export: str = ""
+    export_config: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,24 @@ with one uniform scale. Decoding maps input pixels back with the inverse of the 
 
 Keypoint arrays are (N, K, 3) = (x, y, score) in image pixels; a keypoint the model did not place gets
 NaN coordinates and score 0.
+
+Codecs hand out crops as they travel: uint8 ``(N, H, W, 3)`` RGB. The family's wire format
+(:class:`services.pose.families.WireFormat`) turns them into the network's own input; the served graph does
+it itself, and :func:`network_input` is the same rule in numpy for a raw graph run in-process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from services.pose.skeletons import COCO17, SKELETONS, Skeleton
-
-RGB_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
-RGB_STD = np.array([58.395, 57.12, 57.375], np.float32)
+from services.errors import ModelError
+from services.pose.families import WireFormat, get_family
+from services.pose.skeletons import COCO17, Skeleton
 
 FloatArray = NDArray[np.float64]
 
@@ -75,6 +78,50 @@ def affine_crop(
     return np.asarray(out, np.uint8)
 
 
+def crop_batch(
+    image: NDArray[np.uint8], center: FloatArray, scale: FloatArray, output_wh: tuple[int, int]
+) -> NDArray[np.uint8]:
+    """One :func:`affine_crop` per box (centers and scales (N, 2)) -> uint8 (N, h, w, C)."""
+    w, h = output_wh
+    batch = np.empty((len(center), h, w, *image.shape[2:]), np.uint8)
+    for i, (c, s) in enumerate(zip(center, scale, strict=True)):
+        batch[i] = affine_crop(image, c, s, output_wh)
+    return batch
+
+
+# --- wire format -> network input ----------------------------------------------------------------------
+def network_input(crops: NDArray[np.uint8], wire: WireFormat) -> NDArray[Any]:
+    """Crops as they travel (uint8 (N, H, W, 3) RGB) -> the network's own input tensor.
+
+    The numpy twin of the nodes ``export.prepare`` puts in front of a served graph: channel order, cast,
+    ``(x - mean) / std`` in float32, layout, dtype, in that order and with the same float32 arithmetic.
+    """
+    x = np.asarray(crops)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"crops must be uint8 (N, H, W, 3), not {x.dtype} {list(x.shape)}")
+    if wire.channels == "BGR":
+        x = x[..., ::-1]
+    y: NDArray[Any] = x
+    if wire.mean is not None and wire.std is not None:
+        y = (x.astype(np.float32) - np.asarray(wire.mean, np.float32)) / np.asarray(wire.std, np.float32)
+    if wire.network_layout == "NCHW":
+        y = y.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(y, dtype=np.dtype(wire.network_dtype))
+
+
+def graph_feed(crops: NDArray[np.uint8], wire: WireFormat | None, *, input_dtype: str) -> NDArray[Any]:
+    """What a pose graph whose input has dtype ``input_dtype`` takes: the crops themselves for a served
+    (uint8) graph, :func:`network_input` for a raw one (the float path)."""
+    if wire is None or input_dtype == wire.dtype:
+        return crops
+    if input_dtype != wire.network_dtype:
+        raise ModelError(
+            f"the pose graph takes {input_dtype}; this family sends {wire.dtype} crops or "
+            f"{wire.network_dtype} network input"
+        )
+    return network_input(crops, wire)
+
+
 def input_to_image(
     locs: FloatArray, center: FloatArray, scale: FloatArray, input_wh: tuple[int, int]
 ) -> FloatArray:
@@ -117,15 +164,16 @@ class Crops:
 
 
 class Pose2DCodec(Protocol):
+    """``preprocess`` gives the crops as they travel (uint8 (N, H, W, 3) RGB, see :func:`graph_feed`) and
+    where they came from; ``postprocess`` turns the graph's outputs into image keypoints (N, K, 3)."""
+
     family: str
     skeleton: Skeleton
     input_wh: tuple[int, int]
     #: largest batch the graph accepts (None = dynamic)
     max_batch: int | None
 
-    def preprocess(
-        self, image: NDArray[np.uint8], boxes: FloatArray
-    ) -> tuple[NDArray[np.generic], Crops]: ...
+    def preprocess(self, image: NDArray[np.uint8], boxes: FloatArray) -> tuple[NDArray[np.uint8], Crops]: ...
 
     def postprocess(self, outputs: list[NDArray[np.float32]], crops: Crops) -> FloatArray: ...
 
@@ -136,7 +184,8 @@ def _crops(boxes: FloatArray, *, padding: float, input_wh: tuple[int, int]) -> C
 
 
 class RTMPoseCodec:
-    """RTMPose (mmdeploy end2end graph): input [N, 3, 256, 192] normalised RGB, outputs simcc_x, simcc_y."""
+    """RTMPose (mmdeploy end2end graph): 192x256 RGB crops; the network takes them normalised as
+    [N, 3, 256, 192] float32 (the family's wire format) and outputs SimCC logits simcc_x, simcc_y."""
 
     family = "rtmpose"
     max_batch: int | None = None
@@ -156,13 +205,9 @@ class RTMPoseCodec:
         self.padding = padding
         self.score_rule = score_rule
 
-    def preprocess(self, image: NDArray[np.uint8], boxes: FloatArray) -> tuple[NDArray[np.float32], Crops]:
+    def preprocess(self, image: NDArray[np.uint8], boxes: FloatArray) -> tuple[NDArray[np.uint8], Crops]:
         crops = _crops(boxes, padding=self.padding, input_wh=self.input_wh)
-        batch = np.empty((len(crops.center), 3, self.input_wh[1], self.input_wh[0]), np.float32)
-        for i, (c, s) in enumerate(zip(crops.center, crops.scale, strict=True)):
-            crop = affine_crop(image, c, s, self.input_wh)
-            batch[i] = ((crop.astype(np.float32) - RGB_MEAN) / RGB_STD).transpose(2, 0, 1)
-        return batch, crops
+        return crop_batch(image, crops.center, crops.scale, self.input_wh), crops
 
     def decode(self, simcc_x: NDArray[np.float32], simcc_y: NDArray[np.float32], crops: Crops) -> FloatArray:
         """Image keypoints (N, K, 3) exactly as rtmlib computes them (invalid joints included)."""
@@ -179,8 +224,9 @@ class RTMPoseCodec:
 
 
 class MoveNetCodec:
-    """MoveNet SinglePose: input [1, S, S, 3] int32 RGB 0-255 (normalised inside the graph), output
-    [1, 1, 17, 3] = (y, x, score) relative to the crop. The graph has batch 1: callers loop."""
+    """MoveNet SinglePose: square RGB crops; the network takes them as [1, S, S, 3] int32 0-255
+    (normalised inside the graph) and outputs [1, 1, 17, 3] = (y, x, score) relative to the crop. The graph
+    has batch 1: callers loop."""
 
     family = "movenet"
     max_batch: int | None = 1
@@ -190,12 +236,9 @@ class MoveNetCodec:
         self.input_wh = input_wh
         self.padding = padding
 
-    def preprocess(self, image: NDArray[np.uint8], boxes: FloatArray) -> tuple[NDArray[np.int32], Crops]:
+    def preprocess(self, image: NDArray[np.uint8], boxes: FloatArray) -> tuple[NDArray[np.uint8], Crops]:
         crops = _crops(boxes, padding=self.padding, input_wh=self.input_wh)
-        batch = np.empty((len(crops.center), self.input_wh[1], self.input_wh[0], 3), np.int32)
-        for i, (c, s) in enumerate(zip(crops.center, crops.scale, strict=True)):
-            batch[i] = affine_crop(image, c, s, self.input_wh)
-        return batch, crops
+        return crop_batch(image, crops.center, crops.scale, self.input_wh), crops
 
     def postprocess(self, outputs: list[NDArray[np.float32]], crops: Crops) -> FloatArray:
         out = np.asarray(outputs[0], np.float64).reshape(len(crops.center), -1, 3)
@@ -205,8 +248,8 @@ class MoveNetCodec:
 
 
 def make_codec(family: str, *, skeleton: str, input_wh: tuple[int, int]) -> Pose2DCodec:
-    if family == "rtmpose":
-        return RTMPoseCodec(skeleton=SKELETONS[skeleton], input_wh=input_wh)
-    if family == "movenet":
-        return MoveNetCodec(input_wh=input_wh)
-    raise ValueError(f"no 2D pose codec for family {family!r}")
+    """The 2D codec of ``family`` (the registry's factory), for a manifest's skeleton and input size."""
+    factory = get_family(family).pose2d_codec
+    if factory is None:
+        raise ModelError(f"no 2D pose codec for family {family!r}")
+    return factory(skeleton, input_wh)

@@ -14,6 +14,16 @@ from numpy.typing import NDArray
 
 from services.errors import InferenceError, ModelError
 
+#: onnxruntime's type strings -> numpy dtype names
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+}
+
 try:
     import onnxruntime as ort
 except ImportError:  # the runtime is an extra: gaitway[cpu] or gaitway[gpu]
@@ -48,6 +58,8 @@ class OnnxRunner:
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_shapes = [list(i.shape) for i in self._session.get_inputs()]
+        #: numpy dtype names of the inputs (``float32``, ``uint8``...)
+        self.input_dtypes = [_ORT_DTYPES.get(i.type, i.type) for i in self._session.get_inputs()]
 
     def run(self, feeds: Mapping[str, NDArray[np.generic]]) -> list[NDArray[np.float32]]:
         """Run the graph; outputs in ``self.output_names`` order."""

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.pose.backends import PoseBackend
+from services.pose.families import FAMILIES
 from services.pose.lifting import scale_to_height, to_h36m17
 from services.pose.sequence import CleaningParams, clean_sequence
 from services.pose.skeletons import Skeleton
@@ -40,8 +41,8 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-#: units of the lifter's output before any height scaling, by family
-LIFTER_UNITS = {"semgcn": "m (average H36M subject scale)", "motionbert": "normalised (crop box = 2)"}
+#: units of the lifter's output before any height scaling, by family (from the family registry)
+LIFTER_UNITS = {f.name: f.lifter_units for f in FAMILIES.values() if f.lifter_units}
 
 
 @dataclass

@@ -6,12 +6,15 @@ wheel (python backend only; see ``TRITON-ON-CPU.md`` in the shared docs) on free
 one in the foreground (``make triton``); the CPU repository comes from ``python -m export.repository``.
 
 **Backend.** :class:`TritonBackend` implements the pipeline's ``PoseBackend`` with the *same* codecs as
-:class:`~services.pose.backends.EmbeddedBackend`: the crop/normalise step and the SimCC/MoveNet/RTMDet
-decoding run here, in the client, and only the network tensors cross the wire. Why not decode on the
-server: a preprocessed 256x192 crop is 590 KB and its SimCC logits 74 KB, whereas sending whole frames
-(~1 MB for 640x360 RGB) would move more bytes per frame *and* put the affine warps on the GPU box, whose
-time is the expensive resource; the decoding is a few microseconds of numpy. Keeping codecs client-side
-also means one implementation, tested once, behind every backend.
+:class:`~services.pose.backends.EmbeddedBackend`: the crop step and the SimCC/MoveNet/RTMDet decoding run
+here, in the client, and only the network tensors cross the wire. 2D crops travel as uint8 RGB (a 192x256
+RTMPose crop is 147 KB, a 256x256 MoveNet Thunder crop 197 KB): the served graph casts, normalises and
+transposes them itself (the family's wire format, :mod:`services.pose.families`); a server whose pose
+model still takes the network's float input gets it normalised here (:func:`~services.pose.pose2d.graph_feed`
+picks by the served input dtype). Why not send whole frames: ~0.7 MB for 640x360 RGB, more bytes per frame,
+and the affine warps would run on the GPU box, whose time is the expensive resource; the decoding is a few
+microseconds of numpy. Keeping codecs client-side also means one implementation, tested once, behind every
+backend.
 
 The pipeline is synchronous and keeps several 2D requests in flight from worker threads, so the backend
 owns an asyncio loop in a helper thread, running one ``tritonclient.grpc.aio`` client; the blocking
@@ -56,31 +59,24 @@ import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from numpy.typing import NDArray
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from services.errors import GaitwayError, InferenceError, ModelError, ServiceUnavailableError
 from services.pose.backends import FloatArray, ModelSet, make_lifter_codec
 from services.pose.detect import rtmdet_decode, rtmdet_preprocess
-from services.pose.pose2d import Pose2DCodec, make_codec
+from services.pose.families import FAMILIES, get_family
+from services.pose.pose2d import Pose2DCodec, graph_feed, make_codec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Tensors = Mapping[str, NDArray[Any]]
 
-#: Triton model name per model family: the same names in the GPU and the CPU repositories.
-TRITON_MODEL_NAMES = {
-    "rtmdet": "detector",
-    "rtmpose": "pose2d",
-    "movenet": "pose2d_movenet",
-    "semgcn": "lifter",
-    "motionbert": "lifter_motionbert",
-}
+#: Triton model name per model family (the registry's): the same names in the GPU and CPU repositories.
+TRITON_MODEL_NAMES = {f.name: f.triton_model for f in FAMILIES.values()}
 
 
 def triton_model_name(family: str) -> str:
-    if family not in TRITON_MODEL_NAMES:
-        raise ModelError(f"no Triton model serves family {family!r}")
-    return TRITON_MODEL_NAMES[family]
+    return get_family(family).triton_model
 
 
 # --- errors --------------------------------------------------------------------------------------------
@@ -377,7 +373,10 @@ class TritonBackend:
         self._det_input = det.input_size
         p = models.pose2d.manifest
         self.pose_codec: Pose2DCodec = make_codec(p.family, skeleton=p.skeleton, input_wh=p.input_size)
-        self.lifter_codec = make_lifter_codec(models.lifter.manifest.family)
+        self._pose_wire = get_family(p.family).wire
+        self.lifter_codec = make_lifter_codec(
+            models.lifter.manifest.family, root_relative=models.lifter.manifest.root_relative
+        )
         self.detector_name = triton_model_name(det.family)
         self.pose2d_name = triton_model_name(p.family)
         self.lifter_name = triton_model_name(models.lifter.manifest.family)
@@ -387,7 +386,8 @@ class TritonBackend:
         self._thread.start()
         self._client: Any = None
         self._stream_rpc: _InferStream | None = None
-        self._io: dict[str, tuple[list[str], list[str], int]] = {}
+        #: served model -> (input names, output names, max_batch_size, input dtype names)
+        self._io: dict[str, tuple[list[str], list[str], int, list[str]]] = {}
         try:
             self._client = self._call(self._connect())
             self._io = {name: self._call(self._io_of(name)) for name in self.model_names}
@@ -404,6 +404,11 @@ class TritonBackend:
     @property
     def model_names(self) -> tuple[str, str, str]:
         return (self.detector_name, self.pose2d_name, self.lifter_name)
+
+    def served_inputs(self, model: str) -> list[tuple[str, str]]:
+        """(name, numpy dtype name) of each input of a model this backend uses, as the server declares it."""
+        names, _, _, dtypes = self._io[model]
+        return list(zip(names, dtypes, strict=True))
 
     # -- event loop plumbing
     def _call(self, coro: Coroutine[Any, Any, T], model: str = "") -> T:
@@ -430,8 +435,9 @@ class TritonBackend:
             )
         return client
 
-    async def _io_of(self, name: str) -> tuple[list[str], list[str], int]:
-        """(input names, output names, max_batch_size) of a served model; checks readiness and sha256."""
+    async def _io_of(self, name: str) -> tuple[list[str], list[str], int, list[str]]:
+        """(input names, output names, max_batch_size, input dtype names) of a served model; checks
+        readiness and sha256."""
         try:
             ready = await self._client.is_model_ready(name, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
@@ -443,7 +449,7 @@ class TritonBackend:
         ]
         want = {m.manifest.family: m for m in (self.models.detector, self.models.pose2d, self.models.lifter)}
         served = cfg.get("parameters", {}).get("sha256", {}).get("string_value", "")
-        expected = next(m for f, m in want.items() if TRITON_MODEL_NAMES[f] == name)
+        expected = next(m for f, m in want.items() if triton_model_name(f) == name)
         if served and served != expected.sha256:
             raise ModelError(
                 f"Triton model {name!r} at {self.url} serves a different file than {expected.manifest.name} "
@@ -453,6 +459,7 @@ class TritonBackend:
             [t["name"] for t in cfg["input"]],
             [t["name"] for t in cfg["output"]],
             int(cfg.get("max_batch_size", 0)),
+            [np.dtype(triton_to_np_dtype(t["data_type"].removeprefix("TYPE_"))).name for t in cfg["input"]],
         )
 
     @staticmethod
@@ -556,11 +563,12 @@ class TritonBackend:
         return rtmdet_decode(dets[0], labels[0], letterbox, score_threshold=score_threshold)
 
     def pose2d(self, image: NDArray[np.uint8], boxes: FloatArray) -> FloatArray:
-        x, crops = self.pose_codec.preprocess(image, boxes)
-        if len(x) == 0:
+        crops_u8, crops = self.pose_codec.preprocess(image, boxes)
+        if len(crops_u8) == 0:
             return np.zeros((0, self.pose_codec.skeleton.num_joints, 3))
-        name = self._io[self.pose2d_name][0][0]
-        outs = self._batched(self.pose2d_name, name, x, self.pose_codec.max_batch)
+        names, _, _, dtypes = self._io[self.pose2d_name]
+        x = graph_feed(crops_u8, self._pose_wire, input_dtype=dtypes[0])
+        outs = self._batched(self.pose2d_name, names[0], x, self.pose_codec.max_batch)
         return self.pose_codec.postprocess(outs, crops)
 
     def lift(self, kps2d_h36m: FloatArray, *, image_wh: tuple[int, int]) -> FloatArray:
