@@ -2,10 +2,16 @@
 
     gaitway analyze VIDEO --out DIR [--preset thunder|lightning|...] [--height M] [--slowmo F] ...
     gaitway evaluate h36m|coco|rbds|views   accuracy against ground truth (see gateway/evaluate.py)
-    gaitway models            list models and presets and whether each model file is present
+    gaitway models [list]     list models and presets and whether each model file is present
+    gaitway models fetch NAME|PRESET    download official weights (services/pose/fetch.py)
     gaitway compare A/ B/ [--out FILE]   compare two analyses: one HTML page, a metric table on stdout
 
 Errors never print a traceback: one line on stderr and the exit code of :data:`services.errors.ERROR_TABLE`.
+
+Start-up is part of the interface: this module imports only light modules (argparse, the error tree, the
+argument types), so ``gaitway --help``, ``gaitway analyze --help`` and argument errors answer without
+loading numpy, pydantic or a model runtime; each command imports its modules when it runs
+(``tests/test_cli_startup.py`` holds this).
 """
 
 from __future__ import annotations
@@ -15,48 +21,69 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-from gateway import evaluate
 from gateway.argtypes import box, port, positive_float, positive_int
-from gateway.core import AnalysisSpec, Engine, RunnerInfo
-from services.errors import GaitwayError, ModelError, status_of
-from services.kinematics.metric_defs import METRIC_DEFS
-from services.kinematics.schema import KinematicsResponse
-from services.pose.models import ModelStore, manifests, presets
-from services.settings import Settings
+from services.errors import GaitwayError, InputError, ModelError, status_of
+
+if TYPE_CHECKING:
+    from services.kinematics.schema import KinematicsResponse
+    from services.pose.models import ModelStore
+    from services.settings import Settings
 
 log = logging.getLogger("gaitway")
 
+#: the module of ``gaitway models fetch`` (``add_arguments(parser)``, ``run(args) -> int``)
+FETCH_MODULE = "services.pose.fetch"
 
-def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gaitway", description="Markerless running-gait analysis")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gaitway`` parser. It is built from light modules only (no numpy, pydantic, model runtime...),
+    so ``--help`` and argument errors answer at once; each command imports what it needs when it runs.
+    Options whose default is a setting default to None here and take the setting's value when the
+    command runs (:func:`main`)."""
+    from gateway import evaluate
+
+    p = argparse.ArgumentParser(
+        prog="gaitway",
+        description="Markerless running-gait analysis",
+        epilog="Defaults named GAITWAY_* are settings: environment variables (see the README).",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("analyze", help="2D and 3D skeleton of the runner in a video")
     a.add_argument("video", type=Path)
     a.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    a.add_argument("--preset", default=settings.preset, help="model preset (default %(default)s)")
+    a.add_argument("--preset", help="model preset (default: GAITWAY_PRESET; `gaitway models` lists them)")
     a.add_argument("--pose2d", default="", help="override the preset's 2D pose model")
     a.add_argument("--lifter", default="", help="override the preset's lifter model")
-    a.add_argument("--models-dir", default=settings.models_dir, help="model search path (os.pathsep list)")
+    a.add_argument("--models-dir", help="model search path, an os.pathsep list (default: GAITWAY_MODELS_DIR)")
     a.add_argument("--height", type=positive_float, help="runner height in metres (3D output in metres)")
     a.add_argument("--slowmo", type=positive_float, help="slow-motion factor (4 = plays 4x slower than life)")
     a.add_argument("--treadmill-speed", type=positive_float, help="belt speed in m/s, if on a treadmill")
     a.add_argument(
-        "--triton", metavar="URL", default=settings.triton_url, help="run the models on Triton (gRPC)"
+        "--triton",
+        metavar="URL",
+        help="Triton gRPC host:port to run the models on (default: GAITWAY_TRITON_URL)",
     )
     a.add_argument("--kinematics-url", default="", help="kinematics service URL (default: in-process)")
-    a.add_argument("--det-interval", type=positive_int, default=settings.det_interval_frames)
-    a.add_argument("--max-long-side", type=positive_int, default=settings.max_long_side_px)
+    a.add_argument(
+        "--det-interval",
+        type=positive_int,
+        help="run the detector at least every N frames (default: GAITWAY_DET_INTERVAL_FRAMES)",
+    )
+    a.add_argument(
+        "--max-long-side",
+        type=positive_int,
+        help="frames are downscaled to this long side, px (default: GAITWAY_MAX_LONG_SIDE_PX)",
+    )
     a.add_argument("--runner-box", type=box, help="x1,y1,x2,y2 around the runner in the first frame")
     a.add_argument("--cutoff-hz", type=positive_float, help="low-pass cutoff of the 2D cleaning")
-    a.add_argument("--threads", type=positive_int, default=settings.ort_threads, help="onnxruntime threads")
+    a.add_argument("--threads", type=positive_int, help="onnxruntime threads (default: GAITWAY_ORT_THREADS)")
     a.add_argument(
-        "--workers", type=positive_int, default=settings.pose_workers, help="2D pose requests in flight"
+        "--workers", type=positive_int, help="2D pose requests in flight (default: GAITWAY_POSE_WORKERS)"
     )
     a.add_argument("--allow-truncated", action="store_true", help="analyse what decodes of a damaged file")
     a.add_argument("--overlay", action="store_true", help="also write overlay.mp4 (second decoding pass)")
@@ -70,12 +97,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     k.add_argument(
         "--data-dir",
         type=Path,
-        default=settings.data_dir,
-        help="the gateway's data folder, whose SQLite store holds the keys (default: GAITWAY_DATA_DIR, "
-        "%(default)s; the local stack's is out/stack/var)",
+        help="the gateway's data folder, whose SQLite store holds the keys (default: GAITWAY_DATA_DIR; "
+        "the local stack's is out/stack/var)",
     )
     k.add_argument(
-        "--database-url", default=settings.database_url, help="the gateway's store URL (PostgreSQL); wins"
+        "--database-url", help="the gateway's store URL, PostgreSQL; wins (default: GAITWAY_DATABASE_URL)"
     )
     ksub = k.add_subparsers(dest="keys_command", required=True)
     kc = ksub.add_parser("create", help="create a key and print its secret once")
@@ -84,9 +110,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     kc.add_argument("--requests-per-min", type=positive_int)
     ksub.add_parser("list", help="list keys (never their secrets)")
     ksub.add_parser("revoke", help="revoke a key").add_argument("key_id")
-    sub.add_parser("models", help="list models and presets").add_argument(
-        "--models-dir", default=settings.models_dir
-    )
+    _add_models(sub)
     c = sub.add_parser("compare", help="compare two analyses (folders written by analyze): one HTML page")
     c.add_argument("a", type=Path, help="run A's folder (the reference)")
     c.add_argument("b", type=Path, help="run B's folder (differences are B - A)")
@@ -103,14 +127,65 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return p
 
 
-def _store(settings: Settings, models_dir: str) -> ModelStore:
-    return ModelStore(settings.model_copy(update={"models_dir": models_dir}).model_search_path())
+def _add_models(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``gaitway models [list]`` (list is the default) and, with its module, ``gaitway models fetch``."""
+    models_dir = "model search path, an os.pathsep list (default: GAITWAY_MODELS_DIR)"
+    m = sub.add_parser("models", help="list models and presets (default), or fetch official weights")
+    m.add_argument("--models-dir", help=models_dir)
+    msub = m.add_subparsers(dest="models_command", title="commands")
+    # SUPPRESS: the option given before `list` is not reset by the sub-command's default
+    msub.add_parser(
+        "list", help="list models and presets and whether each file is present (default)"
+    ).add_argument("--models-dir", default=argparse.SUPPRESS, help=models_dir)
+    fetch = _fetch_module()
+    if fetch is not None:
+        fetch.add_arguments(msub.add_parser("fetch", help="download a model or a preset's models"))
+
+
+def _fetch_module() -> ModuleType | None:
+    """``services.pose.fetch``, or None in an installation without it."""
+    try:
+        import services.pose.fetch as fetch  # an import statement: `python -X importtime` times it
+    except ModuleNotFoundError as exc:
+        if exc.name != FETCH_MODULE:
+            raise
+        return None
+    return fetch
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a bad value is an InputError naming the variable."""
+    from pydantic import ValidationError
+
+    from services.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "GAITWAY_" + "_".join(str(part) for part in first["loc"]).upper()
+        raise InputError(f"setting {name}: {first['msg']}") from None
+
+
+def _store(settings: Settings, models_dir: str | None) -> ModelStore:
+    from services.pose.models import ModelStore
+
+    if models_dir is not None:
+        settings = settings.model_copy(update={"models_dir": models_dir})
+    return ModelStore(settings.model_search_path())
 
 
 def _analyze(args: argparse.Namespace, settings: Settings) -> int:
-    run_settings = settings.model_copy(
-        update={"models_dir": args.models_dir, "triton_url": args.triton or "", "ort_threads": args.threads}
-    )
+    from tqdm import tqdm
+
+    from gateway.core import AnalysisSpec, Engine, RunnerInfo
+
+    updates = {
+        "models_dir": args.models_dir,
+        "triton_url": args.triton,
+        "ort_threads": args.threads,
+    }
+    run_settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     engine = Engine(run_settings, kinematics_url=args.kinematics_url or "")
     spec = AnalysisSpec(
         runner=RunnerInfo(height_m=args.height, treadmill_speed_mps=args.treadmill_speed, slowmo=args.slowmo),
@@ -164,6 +239,8 @@ def _analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_summary(resp: KinematicsResponse) -> None:
     """The summary table: mean +- SD over the steps that count, n, typical range and where it was measured."""
+    from services.kinematics.metric_defs import METRIC_DEFS
+
     w = sys.stdout.write
     w(f"{'metric':<32}{'mean':>8}{'SD':>7}  {'unit':<13}{'n':>4}  {'typical':<12}source\n")
     for d in METRIC_DEFS:
@@ -184,6 +261,8 @@ def _print_summary(resp: KinematicsResponse) -> None:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from services.pose.models import manifests, presets
+
     store = _store(settings, args.models_dir)
     sys.stdout.write("models:\n")
     for name, m in sorted(manifests().items()):
@@ -231,7 +310,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _keys(args: argparse.Namespace, gw: Settings) -> int:
     from gateway.store import SqlStore
 
-    gw = gw.model_copy(update={"data_dir": args.data_dir, "database_url": args.database_url})
+    updates = {"data_dir": args.data_dir, "database_url": args.database_url}
+    gw = gw.model_copy(update={k: v for k, v in updates.items() if v is not None})
     store = SqlStore(gw.db_url)
     try:
         if args.keys_command == "create":
@@ -257,22 +337,29 @@ def _keys(args: argparse.Namespace, gw: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = Settings()
-    args = build_parser(settings).parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
     try:
+        if args.command == "compare":
+            return _compare(args)
+        settings = _settings()
+        if args.command == "models" and args.models_command == "fetch":
+            fetch = _fetch_module()
+            assert fetch is not None  # the parser offers `fetch` only with its module
+            code: int = fetch.run(args)
+            return code
         if args.command == "analyze":
             return _analyze(args, settings)
         if args.command == "evaluate":
+            from gateway import evaluate
+
             return evaluate.run(args, settings)
         if args.command == "serve":
             return _serve(args, settings)
         if args.command == "keys":
             return _keys(args, settings)
-        if args.command == "compare":
-            return _compare(args)
         return _models(args, settings)
     except GaitwayError as exc:
         sys.stderr.write(f"gaitway: error [{exc.code}]: {exc}\n")

@@ -4,11 +4,18 @@
 (:func:`services.pose.pipeline.analyze_video` on an embedded or Triton backend), running metrics (the
 kinematics service over HTTP, or in-process) and the report files. The transports only convert their
 requests into an :class:`AnalysisSpec` and report the :class:`AnalysisOutcome`.
+
+The result of an analysis is its poses (``poses.json``, the CSVs, the contact sheet) and its metrics
+(``metrics.json``, ``steps.csv``). The report (plots, XLSX, viewer page and video: :data:`REPORT_WRITERS`)
+is derived from those files alone (:class:`AnalysisFolder`), so it can be written after the result is
+announced (the gateway's jobs do: :meth:`Engine.analyze` with ``report_files=False``, then
+:func:`write_reports`) and written again from the folder if that was interrupted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -16,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,7 @@ from numpy.typing import NDArray
 from services.errors import BadRequestError, GaitwayError, InputError, ModelError, ServiceUnavailableError
 from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics
 from services.kinematics.model import motion_from_h36m
-from services.kinematics.report import write_report
+from services.kinematics.report import FILES, read_metrics, write_metrics, write_plots, write_xlsx
 from services.kinematics.schema import KinematicsRequest, KinematicsResponse, TimeBaseIn
 from services.kinematics.schema import RunnerInfo as KinematicsRunner
 from services.pose.backends import EmbeddedBackend, FloatArray, ModelSet, PoseBackend
@@ -140,6 +148,8 @@ class AnalysisOutcome:
     artifacts: dict[str, Path]
     warnings: list[str]
     metrics_error: InputError | None = None
+    #: the report's artifacts, when they are written later (:func:`write_reports`)
+    report_pending: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """A small JSON summary (stored with the job, returned by status calls)."""
@@ -150,7 +160,7 @@ class AnalysisOutcome:
             "fps_end_to_end": round(1000 / ms["total"], 2) if ms.get("total") else None,
             "units3d": self.result.units3d,
             "warnings": self.warnings,
-            "artifacts": sorted(self.artifacts),
+            "artifacts": sorted({*self.artifacts, *self.report_pending}),
         }
         if self.metrics is not None:
             doc["steps"] = len(self.metrics.steps)
@@ -275,12 +285,15 @@ class Engine:
         name: str | None = None,
         checkpoint: Path | None = None,
         on_checkpoint: Callable[[str], None] | None = None,
+        report_files: bool = True,
     ) -> AnalysisOutcome:
         """Analyse ``video`` into ``out_dir``. Raises the domain errors of :mod:`services.errors`.
 
         ``name``: how messages name the video (default: its path). With ``checkpoint`` (a folder), the pose
         stage's result is saved there once computed, ``on_checkpoint("kinematics")`` is called, and a later
-        call with the same folder resumes from it instead of decoding and posing the video again."""
+        call with the same folder resumes from it instead of decoding and posing the video again.
+        ``report_files=False`` returns once the poses and metrics are written, the report's artifacts
+        named in ``report_pending``: the caller writes them (:func:`write_reports`)."""
         report = progress or (lambda stage, fraction: None)
         options = spec.options(self.settings)
         models = self.models(spec)
@@ -332,19 +345,22 @@ class Engine:
         report("artifacts", 0.0)
         paths = write_outputs(result, out_dir, overlay=spec.overlay)
         if metrics is not None:
-            motion = motion_from_h36m(result.t, result.kps3d, metric=result.sequence.metric)
-            paths |= write_report(
-                metrics,
-                out_dir,
-                joints=motion.joints,
-                up=motion.up,
-                unit="m" if motion.metric else "model units",
-                metadata={"video": name or os.path.basename(result.info.path), "fps": result.info.fps},
-            )
-        paths |= write_viewer(out_dir, video=Path(video))
+            source = {"video": name or os.path.basename(result.info.path), "fps": result.info.fps}
+            paths |= write_metrics(metrics, out_dir, metadata=source)
+        folder = AnalysisFolder(out_dir, video=Path(video))
+        pending: tuple[str, ...] = ()
+        if report_files:
+            paths |= write_reports(folder)
+        else:
+            pending = folder.report_names()
         report("artifacts", 1.0)
         return AnalysisOutcome(
-            result=result, metrics=metrics, artifacts=paths, warnings=warnings, metrics_error=metrics_error
+            result=result,
+            metrics=metrics,
+            artifacts=paths,
+            warnings=warnings,
+            metrics_error=metrics_error,
+            report_pending=pending,
         )
 
     def readiness(self) -> dict[str, str]:
@@ -361,6 +377,103 @@ class Engine:
         if self.kinematics_url:
             checks["kinematics"] = _http_ready(self.kinematics_url.rstrip("/") + "/readyz")
         return checks
+
+
+class AnalysisFolder:
+    """An analysis folder as the report writers read it: ``poses.json``, ``metrics.json`` (absent for a
+    partial result) and the analysed ``video``. Documents are read once, when first used."""
+
+    def __init__(self, path: Path, *, video: Path) -> None:
+        self.path = path
+        self.video = video
+
+    @cached_property
+    def poses(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads((self.path / "poses.json").read_text(encoding="utf-8"))
+        return doc
+
+    @cached_property
+    def metrics(self) -> KinematicsResponse | None:
+        path = self.path / FILES["metrics"]
+        return read_metrics(path) if path.is_file() else None
+
+    def writers(self) -> list[ReportWriter]:
+        """The report writers that apply to this folder (those needing metrics only when it has them)."""
+        has_metrics = (self.path / FILES["metrics"]).is_file()
+        return [w for w in REPORT_WRITERS if has_metrics or not w.needs_metrics]
+
+    def report_names(self) -> tuple[str, ...]:
+        """The artifacts the report of this folder has."""
+        return tuple(name for writer in self.writers() for name in writer.names)
+
+
+@dataclass(frozen=True)
+class ReportWriter:
+    """Report files derived from an analysis folder. ``names``: the artifacts ``write`` produces (names of
+    :data:`gateway.jobs.ARTIFACTS`); ``needs_metrics``: written only for an analysis with running metrics."""
+
+    names: tuple[str, ...]
+    write: Callable[[AnalysisFolder], dict[str, Path]]
+    needs_metrics: bool = True
+
+
+def _plots(folder: AnalysisFolder) -> dict[str, Path]:
+    assert folder.metrics is not None
+    frames = folder.poses["frames"]
+    kps3d = np.array([f["keypoints3d"] for f in frames], dtype=np.float64)  # null -> NaN
+    # only the joint positions and the up axis are read (metric= matters to the kinematics, not to a plot)
+    motion = motion_from_h36m(np.array([f["t"] for f in frames], dtype=np.float64), kps3d, metric=False)
+    unit = folder.poses["units"]["keypoints3d"]  # "m" when scaled to the runner's height
+    return write_plots(
+        folder.metrics,
+        folder.path,
+        joints=motion.joints,
+        up=motion.up,
+        unit="m" if unit == "m" else "model units",
+    )
+
+
+def _xlsx(folder: AnalysisFolder) -> dict[str, Path]:
+    assert folder.metrics is not None
+    path = folder.path / FILES["xlsx"]
+    write_xlsx(folder.metrics, path)
+    return {"xlsx": path}
+
+
+def _viewer(folder: AnalysisFolder) -> dict[str, Path]:
+    return write_viewer(folder.path, video=folder.video)
+
+
+#: the report, in the order it is written: the plots first (what a coach opens), the viewer's video last
+#: (it decodes the video again: the longest). A new report file is one more entry here and in
+#: :data:`gateway.jobs.ARTIFACTS`.
+REPORT_WRITERS: tuple[ReportWriter, ...] = (
+    ReportWriter(("angles_plot", "steps_plot", "trajectories_plot"), _plots),
+    ReportWriter(("xlsx",), _xlsx),
+    ReportWriter(("viewer_video", "viewer"), _viewer, needs_metrics=False),
+)
+
+
+def report_artifacts() -> frozenset[str]:
+    """The artifacts a report may have (written after the analysis' result)."""
+    return frozenset(name for writer in REPORT_WRITERS for name in writer.names)
+
+
+def write_reports(
+    folder: AnalysisFolder, *, failed: Callable[[ReportWriter, Exception], None] | None = None
+) -> dict[str, Path]:
+    """Write every report file of ``folder`` (:data:`REPORT_WRITERS`); returns name -> path. Each file is
+    replaced atomically, so an interrupted report leaves whole files or none, and writing it again is safe.
+    A writer's error is raised, or, with ``failed``, passed to it and the next writer runs."""
+    paths: dict[str, Path] = {}
+    for writer in folder.writers():
+        try:
+            paths |= writer.write(folder)
+        except Exception as exc:
+            if failed is None:
+                raise
+            failed(writer, exc)
+    return paths
 
 
 def kinematics_request(

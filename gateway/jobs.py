@@ -20,12 +20,21 @@ accepted job and run it once:
 5. SIGTERM (:meth:`JobManager.stop`) takes no new job, lets running jobs finish within the grace period,
    then stops the rest at their next progress report and puts them back in the queue (their attempt
    given back, their checkpoint kept), and releases their leases.
+6. A job is ``done`` once its poses and metrics are written; its report (plots, XLSX, viewer page and
+   video: :data:`gateway.core.REPORT_WRITERS`) is written next by the same worker, each file under a
+   temporary name renamed into place. While it is written the job folder holds ``report.pending``, locked
+   by its writer (:class:`ReportClaim`): a request for a report file not there yet waits for it up to
+   ``report_wait_s``, then answers ``artifact_pending`` (409: ask again); the artifact list shows finished
+   files only. The lock dies with its process: a replica killed mid-report leaves a marker nobody holds,
+   and the next request for that job's artifacts, on any replica, writes the report again from the job's
+   files (a drain lets the report finish like a running job).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,13 +53,22 @@ from pathlib import Path
 from typing import Any
 
 from gateway.auth import Access, load_keys_file
-from gateway.core import AnalysisOutcome, AnalysisSpec, Engine
+from gateway.core import (
+    AnalysisFolder,
+    AnalysisOutcome,
+    AnalysisSpec,
+    Engine,
+    ReportWriter,
+    report_artifacts,
+    write_reports,
+)
 from gateway.dependencies import DependencyGate
 from gateway.live import LiveSession
 from gateway.records import MAX_IDEMPOTENCY_KEY, TERMINAL, Admission, ApiKey, Job, JobState, Store, new_job_id
 from gateway.store import SqlStore
 from gateway.telemetry import Telemetry
 from services.errors import (
+    ArtifactPendingError,
     BadRequestError,
     BusyError,
     ConflictError,
@@ -96,6 +114,11 @@ ARTIFACTS: dict[str, Artifact] = {
     "viewer": Artifact("viewer.html", "text/html; charset=utf-8"),
     "viewer_video": Artifact("viewer.mp4", "video/mp4"),
 }
+
+#: the marker of a job folder whose report is being written (see :class:`ReportClaim`)
+REPORT_PENDING = "report.pending"
+#: how long a request for a report file being written waits for it before answering ``artifact_pending``
+REPORT_WAIT_S = 20.0
 
 #: overall progress at the start and end of each stage
 _STAGE_SPAN = {"pose": (0.0, 0.85), "kinematics": (0.85, 0.95), "artifacts": (0.95, 1.0)}
@@ -163,6 +186,62 @@ class JobStopped(Exception):
     """This replica is shutting down: the job goes back to the queue."""
 
 
+class ReportClaim:
+    """The right to write a job folder's report: an exclusive ``flock`` on its ``report.pending`` marker.
+
+    The worker takes it before the job is marked done and gives it up (:meth:`finish`, removing the marker)
+    once every report file is written. A lock dies with its process (also on NFS, where the client's
+    locks lapse with it), so a marker whose lock is free belongs to a writer that died: :meth:`take_over`
+    claims it for a new writer. On a volume without file locks (local disks, NFSv4, CephFS and EFS have
+    them) the report is still written, but an interrupted one is not written again."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd = fd
+        self.path = path
+
+    @classmethod
+    def create(cls, folder: Path) -> ReportClaim:
+        """A new marker in ``folder``, locked by this process."""
+        path = folder / REPORT_PENDING
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        except OSError as exc:  # no locks on this volume: nobody can take it over either
+            log.warning("no file lock on the report marker", extra={"error": str(exc)})
+        return cls(fd, path)
+
+    @classmethod
+    def take_over(cls, folder: Path) -> ReportClaim | None:
+        """The claim on ``folder``'s marker if its writer died; None while a writer holds it or when there
+        is none (the report is finished)."""
+        path = folder / REPORT_PENDING
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:  # not finished between open and lock
+                return cls(fd, path)
+        except OSError:  # held (BlockingIOError), finished meanwhile, or no locks on this volume
+            pass
+        os.close(fd)
+        return None
+
+    def finish(self) -> None:
+        """The report is written: remove the marker (unless it is no longer this claim's) and unlock."""
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(self._fd)
+
+
 @dataclass
 class _Running:
     job: Job
@@ -210,6 +289,10 @@ class JobManager:
         self._wake: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._draining = False
+        #: reports being written by this replica, by job id
+        self._reports: dict[str, asyncio.Task[None]] = {}
+        #: how long a request for a report file being written waits for it (then ``artifact_pending``)
+        self.report_wait_s = REPORT_WAIT_S
         #: called with the readiness checks after every probe (the gRPC health service listens)
         self.on_readiness: list[Any] = []
 
@@ -245,6 +328,8 @@ class JobManager:
                 await asyncio.wait(pending, timeout=max(30.0, grace))
             for task in pending:
                 task.cancel()
+        if self._reports:  # a cancelled one finishes in its thread; its marker stays if it cannot
+            await asyncio.wait(list(self._reports.values()), timeout=max(30.0, grace))
         for task in self._tasks:
             task.cancel()
         for task in [*self._tasks, *self._workers]:
@@ -483,9 +568,11 @@ class JobManager:
         }
 
     async def artifacts(self, job_id: str, *, owner: ApiKey) -> list[tuple[str, Artifact]]:
-        """The artifacts a finished job has, by name."""
+        """The artifacts a finished job has, by name: its files that are complete (report files still being
+        written are left out until they are)."""
         job = await self.get(job_id, owner=owner)
         require_done(job)
+        await self._report_pending(job.id)
         folder = self.job_dir(job.id)
 
         def present() -> list[tuple[str, Artifact]]:
@@ -501,10 +588,81 @@ class JobManager:
         require_done(job)
         path = self.job_dir(job.id) / art.filename
         if not await asyncio.to_thread(path.is_file):
-            raise NotFoundError(
-                f"this analysis has no {name!r} (e.g. no metrics for a clip without a stride)"
-            )
+            await self._require_report(job.id, name)
+            if not await asyncio.to_thread(path.is_file):
+                raise NotFoundError(
+                    f"this analysis has no {name!r} (e.g. no metrics for a clip without a stride)"
+                )
         return path, art
+
+    async def _report_pending(self, job_id: str) -> bool:
+        """Whether the report of a done job is being written. A report whose writer died (its marker's lock
+        is free) is started again here, in the background."""
+        if job_id in self._reports:
+            return True
+        folder = self.job_dir(job_id)
+        claim = await asyncio.to_thread(ReportClaim.take_over, folder)
+        if claim is not None:
+            log.warning("report interrupted; writing it again", extra={"job_id": job_id})
+            self._start_report(job_id, claim)
+            return True
+        return await asyncio.to_thread((folder / REPORT_PENDING).exists)
+
+    async def _require_report(self, job_id: str, name: str) -> None:
+        """For a missing artifact ``name`` of a done job: when it is a report file being written, wait up to
+        ``report_wait_s`` for the report, then raise ArtifactPendingError if it is still being written."""
+        if name not in report_artifacts():
+            return
+        deadline = time.monotonic() + self.report_wait_s
+        while await self._report_pending(job_id):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ArtifactPendingError(
+                    f"the analysis is done and its {name!r} is still being written: ask again shortly"
+                )
+            task = self._reports.get(job_id)
+            if task is not None:  # written here: wake when it ends
+                await asyncio.wait({task}, timeout=left)
+            else:  # written by another replica
+                await asyncio.sleep(min(0.25, left))
+
+    def _start_report(self, job_id: str, claim: ReportClaim) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._write_report(job_id, claim))
+        self._reports[job_id] = task
+        task.add_done_callback(lambda _: self._reports.pop(job_id, None))
+        return task
+
+    async def _write_report(self, job_id: str, claim: ReportClaim) -> None:
+        """Write the report of a done job and give up ``claim``; if the job was deleted meanwhile, remove
+        what was written."""
+        t0 = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._report_files, job_id, claim)
+            seconds = time.perf_counter() - t0
+            self.telemetry.stage_seconds.labels("report").observe(seconds)
+            await asyncio.to_thread(self.store.get, job_id)
+        except NotFoundError:
+            await asyncio.to_thread(self._remove_files, job_id)
+            log.info("report of a deleted analysis removed", extra={"job_id": job_id})
+        except Exception:  # e.g. the store down for a moment: the files are written all the same
+            log.exception("report stage failed", extra={"job_id": job_id})
+        else:
+            log.info("report written", extra={"job_id": job_id, "seconds": round(seconds, 2)})
+
+    def _report_files(self, job_id: str, claim: ReportClaim) -> None:
+        """Runs in a thread; the claim is given up whatever happens (a failed file is logged, then missing:
+        404; a thread outliving a cancelled task still finishes it)."""
+
+        def failed(writer: ReportWriter, exc: Exception) -> None:
+            log.warning(
+                "report file not written",
+                extra={"job_id": job_id, "artifacts": ",".join(writer.names), "error": str(exc)},
+            )
+
+        try:
+            write_reports(AnalysisFolder(self.job_dir(job_id), video=self.upload_path(job_id)), failed=failed)
+        finally:
+            claim.finish()
 
     # -- the viewer ------------------------------------------------------------------------------------
 
@@ -527,7 +685,12 @@ class JobManager:
             )
             job = await asyncio.to_thread(self.store.get, job_id)
         require_done(job)
+        if not await asyncio.to_thread(self._has_artifact, job.id, "viewer_video"):
+            await self._require_report(job.id, "viewer_video")  # the page plays it: wait for it
         return await asyncio.to_thread(self._viewer_page, job)
+
+    def _has_artifact(self, job_id: str, name: str) -> bool:
+        return (self.job_dir(job_id) / ARTIFACTS[name].filename).is_file()
 
     def _viewer_page(self, job: Job) -> str:
         from services.viewer import render_viewer
@@ -547,7 +710,9 @@ class JobManager:
         art = ARTIFACTS["viewer_video"]
         path = self.job_dir(job.id) / art.filename
         if not await asyncio.to_thread(path.is_file):
-            raise NotFoundError("this analysis has no viewer video")
+            await self._require_report(job.id, "viewer_video")
+            if not await asyncio.to_thread(path.is_file):
+                raise NotFoundError("this analysis has no viewer video")
         return path, art
 
     async def comparison_page(self, a_id: str, b_id: str, *, owner: ApiKey) -> str:
@@ -577,6 +742,9 @@ class JobManager:
         running = self._running.get(job.id)
         if running is not None:
             running.lost.set()
+        report = self._reports.get(job.id)
+        if report is not None:  # its files would come back: let it end (it removes them too if it outlasts)
+            await asyncio.wait({report}, timeout=self.report_wait_s)
         await asyncio.to_thread(self._remove_files, job.id)
         log.info("job deleted", extra={"job_id": job.id, "state": job.state.value})
 
@@ -680,8 +848,10 @@ class JobManager:
             "job started",
             extra={"job_id": job.id, "attempt": job.attempts, "resumed_from": job.checkpoint or ""},
         )
+        claim: ReportClaim | None = None
+        report = False
         try:
-            outcome = await asyncio.to_thread(self._analyze, running)
+            outcome, claim = await asyncio.to_thread(self._analyze, running)
         except JobLost:
             await self._after_lost(job)
         except JobStopped:
@@ -704,12 +874,18 @@ class JobManager:
                 await asyncio.to_thread(shutil.rmtree, self.job_dir(job.id) / CHECKPOINT_DIR, True)
                 self.telemetry.jobs_finished.labels("done", "").inc()
                 log.info("job done", extra={"job_id": job.id, "seconds": round(time.perf_counter() - t0, 2)})
+                report = claim is not None
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             self._running.pop(job.id, None)
             self.telemetry.running.set(len(self._running))
+            if claim is not None and not report:  # the job is not this worker's any more
+                await asyncio.to_thread(claim.finish)
+        if report:
+            assert claim is not None
+            await self._start_report(job.id, claim)  # this worker's next stage, after `done`
 
     async def _transition(self, move: Any, *args: Any, **kwargs: Any) -> Job | None:
         """A store transition of a job this worker holds; None (and a log line) if it lost the job."""
@@ -783,9 +959,10 @@ class JobManager:
                 "job failed", extra={"job_id": job.id, "code": code, "error": message, "detail": detail or ""}
             )
 
-    def _analyze(self, running: _Running) -> AnalysisOutcome:
+    def _analyze(self, running: _Running) -> tuple[AnalysisOutcome, ReportClaim | None]:
         """Runs in a worker thread. Progress goes to the store at most every 0.5 s and at stage changes; a
-        lost lease or a shutdown stops the analysis at the next report."""
+        lost lease or a shutdown stops the analysis at the next report. Returns the outcome and, when the
+        report is still to be written, the claim on it (taken before the job is marked done)."""
         job = running.job
         out = self.job_dir(job.id)
         if out.is_dir():  # a retry starts clean, but for the checkpoints
@@ -832,9 +1009,10 @@ class JobManager:
             name=job.filename,
             checkpoint=out / CHECKPOINT_DIR,
             on_checkpoint=checkpointed,
+            report_files=False,
         )
         self.telemetry.stage_seconds.labels("artifacts").observe(time.perf_counter() - stage_t0)
-        return outcome
+        return outcome, ReportClaim.create(out) if outcome.report_pending else None
 
 
 def require_done(job: Job) -> None:

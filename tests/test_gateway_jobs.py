@@ -1,11 +1,17 @@
 """Job manager rules, with a stand-in engine whose analyses do what each test needs (no video): dependency
-outages, shutdowns, cancellation, leases taken over from a dead replica, retries; and the upload limits,
-checked on real (small) videos before anything is queued."""
+outages, shutdowns, cancellation, leases taken over from a dead replica, retries, the report written after
+the job is done; and the upload limits, checked on real (small) videos before anything is queued."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,27 +22,33 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from gateway_support import gateway_settings
+from gateway_support import DEMO3, gateway_settings
 
-from gateway.core import AnalysisOutcome, AnalysisSpec
+from gateway import core
+from gateway.core import AnalysisFolder, AnalysisOutcome, AnalysisSpec, Engine, ReportWriter
 from gateway.jobs import (
+    REPORT_PENDING,
     JobManager,
+    ReportClaim,
     check_content_type,
     check_idempotency_key,
     check_video_limits,
     safe_filename,
 )
-from gateway.records import Job, JobState
+from gateway.records import ApiKey, Job, JobState
 from gateway.store import SqlStore
 from services.errors import (
+    ArtifactPendingError,
     BadRequestError,
     InferenceError,
     InputError,
+    NotFoundError,
     ServiceUnavailableError,
     UnsupportedMediaError,
     UploadTimeoutError,
     VideoLimitError,
 )
+from services.kinematics.report import atomic_path
 from services.pose.ingest import VideoHeader
 
 SHA = "0" * 64
@@ -47,8 +59,9 @@ class FakeEngine:
     """An engine whose analyses run ``behaviour(progress, on_checkpoint)`` and whose dependencies'
     readiness the test sets."""
 
-    def __init__(self, behaviour: Behaviour) -> None:
+    def __init__(self, behaviour: Behaviour, *, report: tuple[str, ...] = ()) -> None:
         self.behaviour = behaviour
+        self.report = report
         self.checks = {"models": "ok", "triton": "ok", "kinematics": "ok"}
         self.calls = 0
 
@@ -66,10 +79,14 @@ class FakeEngine:
         out.mkdir(parents=True, exist_ok=True)
         (out / "poses.json").write_text("{}")
         self.behaviour(kwargs["progress"], kwargs.get("on_checkpoint"))
-        return _Outcome()  # type: ignore[return-value]
+        assert kwargs["report_files"] is False  # a job's report is written after it is done
+        return _Outcome(self.report)  # type: ignore[return-value]
 
 
+@dataclasses.dataclass
 class _Outcome:
+    report_pending: tuple[str, ...]
+
     def summary(self) -> dict[str, Any]:
         return {"frames": 1}
 
@@ -103,6 +120,10 @@ async def _until(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
 
 def _run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def _owner(manager: JobManager) -> ApiKey:
+    return dataclasses.replace(manager.access.anonymous, id="k")
 
 
 def test_a_dependency_outage_keeps_the_job_queued_without_spending_an_attempt(
@@ -322,6 +343,189 @@ def test_an_inference_failure_is_retried_then_fails_with_its_attempts(
     failed = _run(main())
     assert failed.error_code == "inference_failed" and engine.calls == 2
     assert failed.error_message == "the pose model rejected the request (after 2 attempts)"
+
+
+# --------------------------------------------------------------------------------------------------------
+# the report: written after the job is done, never served half-written, written again if cut short
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
+
+
+def _pause(reached: threading.Event, release: threading.Event) -> Callable[[], None]:
+    """A hook that signals ``reached``, then waits for ``release``."""
+
+    def hook() -> None:
+        reached.set()
+        release.wait(20)
+
+    return hook
+
+
+def _plot_writer(before_rename: Callable[[], None] = lambda: None) -> ReportWriter:
+    """A report writer of ``angles.png`` that calls ``before_rename`` with half the file written."""
+
+    def write(folder: AnalysisFolder) -> dict[str, Path]:
+        path = folder.path / "angles.png"
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            f.write(PNG[: len(PNG) // 2])
+            f.flush()
+            before_rename()
+            f.write(PNG[len(PNG) // 2 :])
+        return {"angles_plot": path}
+
+    return ReportWriter(("angles_plot",), write, needs_metrics=False)
+
+
+def test_a_job_is_done_before_its_report_whose_files_appear_whole(
+    tmp_path: Path, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job is done once the engine returns; the report is written next: until a file is renamed into
+    place it is neither listed nor served (a request waits ``report_wait_s``, then artifact_pending), and
+    then it is served whole."""
+    half, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(core, "REPORT_WRITERS", (_plot_writer(_pause(half, release)),))
+
+    async def main() -> None:
+        manager = _manager(
+            tmp_path, store, FakeEngine(lambda progress, checkpoint: None, report=("angles_plot",))
+        )
+        manager.report_wait_s = 0.3
+        job, owner = _job(manager, store), _owner(manager)
+        folder = manager.job_dir(job.id)
+        await manager.start()
+        try:
+            await _until(lambda: store.get(job.id).state is JobState.DONE)
+            await _until(half.is_set)
+            assert (folder / REPORT_PENDING).is_file() and not (folder / "angles.png").exists()
+            assert [name for name, _ in await manager.artifacts(job.id, owner=owner)] == ["poses"]
+            t0 = time.monotonic()
+            with pytest.raises(ArtifactPendingError) as pending:
+                await manager.artifact(job.id, "angles_plot", owner=owner)
+            assert pending.value.code == "artifact_pending" and time.monotonic() - t0 >= 0.3
+            with pytest.raises(NotFoundError):  # not a file of this report: absent, answered at once
+                await manager.artifact(job.id, "xlsx", owner=owner)
+            assert ReportClaim.take_over(folder) is None  # its writer holds it
+            release.set()
+            manager.report_wait_s = 20.0
+            path, art = await manager.artifact(job.id, "angles_plot", owner=owner)  # waits for it
+            assert path.read_bytes() == PNG and art.media_type == "image/png"
+            await _until(lambda: not (folder / REPORT_PENDING).exists())
+            assert sorted(os.listdir(folder)) == ["angles.png", "poses.json"]  # no temporary file left
+            assert "angles_plot" in [name for name, _ in await manager.artifacts(job.id, owner=owner)]
+        finally:
+            release.set()
+            await manager.stop(grace_s=1.0)
+
+    _run(main())
+
+
+def test_a_report_cut_short_by_a_dead_replica_is_written_again_when_asked(
+    tmp_path: Path, store: SqlStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica is killed while it writes a done job's report: its marker stays, its lock goes with the
+    process, and the next request for the job's artifacts (on another replica) writes the report again."""
+    monkeypatch.setattr(core, "REPORT_WRITERS", (_plot_writer(),))
+    manager = _manager(tmp_path, store, FakeEngine(lambda progress, checkpoint: None))
+    job = _job(manager, store)
+    assert store.claim("dead-replica", lease_s=30.0, max_attempts=3) is not None
+    store.mark_done(job.id, "dead-replica", {"frames": 1})
+    folder = manager.job_dir(job.id)
+    folder.mkdir(parents=True)
+    (folder / "poses.json").write_text("{}")
+    hold = (
+        "import sys, time; from pathlib import Path; from gateway.jobs import ReportClaim; "
+        "ReportClaim.create(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        assert ReportClaim.take_over(folder) is None  # held by a live process
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.communicate(timeout=10)
+    assert (folder / REPORT_PENDING).is_file()
+
+    async def main() -> None:
+        await manager.start()
+        try:
+            path, _ = await manager.artifact(job.id, "angles_plot", owner=_owner(manager))
+            assert path.read_bytes() == PNG
+            await _until(lambda: not (folder / REPORT_PENDING).exists())
+        finally:
+            await manager.stop(grace_s=1.0)
+
+    caplog.set_level("WARNING", logger="gaitway.jobs")
+    _run(main())
+    assert any(r.getMessage() == "report interrupted; writing it again" for r in caplog.records)
+
+
+def test_a_job_deleted_while_its_report_is_written_leaves_nothing_behind(
+    tmp_path: Path, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    half, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(core, "REPORT_WRITERS", (_plot_writer(_pause(half, release)),))
+
+    async def main() -> None:
+        manager = _manager(
+            tmp_path, store, FakeEngine(lambda progress, checkpoint: None, report=("angles_plot",))
+        )
+        manager.report_wait_s = 0.2  # the delete waits this long for the report, then goes ahead
+        job = _job(manager, store)
+        await manager.start()
+        try:
+            await _until(half.is_set)
+            await manager.delete(job.id, owner=_owner(manager))
+            assert not manager.job_dir(job.id).exists() and not manager.upload_path(job.id).exists()
+            release.set()  # the writer finds its folder gone
+            await _until(lambda: not manager._reports)
+            assert not manager.job_dir(job.id).exists()
+        finally:
+            release.set()
+            await manager.stop(grace_s=1.0)
+
+    _run(main())
+    assert store.counts() == dict.fromkeys(JobState, 0)
+
+
+def test_a_real_analysis_is_done_with_its_metrics_and_its_report_follows(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    """The real engine on demo3 (lightning): done with poses and metrics; the plots, XLSX and viewer are
+    then written from those files, each whole (PNG and ZIP signatures), none left half-written."""
+    settings = gateway_settings(tmp_path, poll_interval_s=0.05, probe_interval_s=0.2)
+    manager = JobManager(settings, store, Engine(settings))
+    job, _ = store.create_job(
+        owner="k", spec={"height_m": 1.75}, upload_sha256=SHA, upload_bytes=1, filename="d.mp4"
+    )
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEMO3, manager.upload_path(job.id))
+    folder = manager.job_dir(job.id)
+    report = {"angles.png", "steps.png", "trajectories.png", "metrics.xlsx", "viewer.html", "viewer.mp4"}
+
+    async def main() -> set[str]:
+        await manager.start()
+        try:
+            await _until(lambda: store.get(job.id).state in (JobState.DONE, JobState.FAILED), timeout_s=180)
+            at_done = set(os.listdir(folder))
+            await _until(lambda: not (folder / REPORT_PENDING).exists(), timeout_s=120)
+            names = {name for name, _ in await manager.artifacts(job.id, owner=_owner(manager))}
+            summary = store.get(job.id).summary
+            assert summary is not None and names == set(summary["artifacts"])  # it named the report too
+            return at_done
+        finally:
+            await manager.stop(grace_s=5.0)
+
+    at_done = _run(main())
+    done = store.get(job.id)
+    assert done.state is JobState.DONE, done.error_message
+    assert {"poses.json", "metrics.json", "steps.csv", REPORT_PENDING} <= at_done
+    files = set(os.listdir(folder))
+    assert report <= files and not [f for f in files if f.startswith(".")]
+    for name in ("angles.png", "steps.png", "trajectories.png"):
+        assert (folder / name).read_bytes()[:8] == PNG[:8], name
+    assert (folder / "metrics.xlsx").read_bytes()[:2] == b"PK"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["schema"] == "gaitway.metrics" and metrics["video"] == "d.mp4"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -85,7 +85,8 @@ _WHEN: dict[int, str] = {
     403: "the analysis belongs to another client",
     404: "no such analysis or artifact",
     408: "the upload stalled (upload_idle_timeout_s) or took too long (upload_timeout_s)",
-    409: "not finished yet, or an idempotency key reused for other content",
+    409: "not finished yet (`not_ready`), a report file still being written (`artifact_pending`), or an "
+    "idempotency key reused for other content",
     413: "upload over max_upload_mb, or a video over the frame, duration or picture-size limits",
     415: "not a video content type",
     422: "not a decodable video, or invalid fields",

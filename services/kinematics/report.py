@@ -1,5 +1,9 @@
 """Files a coach reads: ``metrics.json``, ``steps.csv``, ``metrics.xlsx`` and three PNG plots.
 
+:func:`write_metrics` writes the first two (the analysis' result; cheap), :func:`write_xlsx` and
+:func:`write_plots` the rest (the report; most of the time goes to matplotlib, imported only by them).
+Every file is written under a temporary name and renamed into place, so a reader never meets half of it.
+
 * ``angles.png``: knee and hip flexion over time per side, stance phases shaded, foot strikes marked;
 * ``steps.png``: the plotted metrics of :data:`services.kinematics.metric_defs.PLOTTED` per step (bars,
   left/right coloured, steps a flag excludes pale) with each side's mean and 95 % confidence band and the
@@ -13,17 +17,21 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from numpy.typing import NDArray
-from openpyxl import Workbook
-from openpyxl.styles import Font
 
 from services.kinematics.metric_defs import METRIC_DEFS, METRICS, PLOTTED, MetricDef
 from services.kinematics.schema import KinematicsResponse, StepOut
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = {"left": "#ff8c00", "right": "#00a0ff"}
 _SOURCE_LABEL = {
@@ -36,6 +44,29 @@ _SOURCE_LABEL = {
 _STEP_COLUMNS = ["step", "side", "strike_t", "toe_off_t", "next_strike_t", "view", "yaw_deg", "angle_source",
                  "foot_strike"]  # fmt: skip
 FloatArray = NDArray[np.float64]
+#: resolution of the PNG plots (dots per inch of their figure sizes)
+PLOT_DPI = 110
+#: the file of each artifact these functions write, by artifact name
+FILES = {
+    "metrics": "metrics.json",
+    "steps": "steps.csv",
+    "xlsx": "metrics.xlsx",
+    "angles_plot": "angles.png",
+    "steps_plot": "steps.png",
+    "trajectories_plot": "trajectories.png",
+}
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same folder, hidden name unique to this thread) to write to; on
+    success it is renamed onto ``path`` in one step, on failure removed. The folder must exist."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _cell(v: float | None) -> str:
@@ -62,7 +93,7 @@ def _excluded(s: StepOut) -> str:
 
 def write_steps_csv(resp: KinematicsResponse, path: Path) -> None:
     names = list(METRICS)
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*_STEP_COLUMNS, *names, "flags", "excluded"])
         for i, s in enumerate(resp.steps):
@@ -75,6 +106,9 @@ def _normal(d: MetricDef) -> str:
 
 
 def write_xlsx(resp: KinematicsResponse, path: Path) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
     wb = Workbook()
     bold = Font(bold=True)
     ws = wb.active
@@ -114,7 +148,8 @@ def write_xlsx(resp: KinematicsResponse, path: Path) -> None:
         for c in sheet[1]:
             c.font = bold
         sheet.freeze_panes = "A2"
-    wb.save(path)
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
 
 
 def _arr(values: list[float | None]) -> FloatArray:
@@ -122,6 +157,8 @@ def _arr(values: list[float | None]) -> FloatArray:
 
 
 def plot_angles(resp: KinematicsResponse) -> Figure:
+    from matplotlib.figure import Figure
+
     t = np.asarray(resp.t)
     rows = [("knee_flexion_deg", "Knee flexion (deg)"), ("hip_flexion_deg", "Hip flexion (deg)")]
     fig = Figure(figsize=(11, 6.5))
@@ -150,6 +187,8 @@ def plot_angles(resp: KinematicsResponse) -> Figure:
 
 
 def plot_steps(resp: KinematicsResponse) -> Figure:
+    from matplotlib.figure import Figure
+
     cols = 4
     rows = math.ceil(len(PLOTTED) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.3 * rows + 0.6))
@@ -209,6 +248,8 @@ def sagittal_plane(joints: dict[str, FloatArray], up: FloatArray) -> tuple[Float
 def plot_trajectories(
     resp: KinematicsResponse, joints: dict[str, FloatArray], up: FloatArray, *, unit: str
 ) -> Figure:
+    from matplotlib.figure import Figure
+
     forward, up = sagittal_plane(joints, up)
     pelvis = joints["pelvis"]
     t = np.asarray(resp.t)
@@ -245,37 +286,49 @@ def plot_trajectories(
     return fig
 
 
-def write_report(
+def metrics_document(resp: KinematicsResponse, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``metrics.json`` document: schema, ``metadata`` (video, fps...), then the response's fields."""
+    return {
+        "schema": "gaitway.metrics",
+        "schema_version": 1,
+        **(metadata or {}),
+        **resp.model_dump(mode="json"),
+    }
+
+
+def read_metrics(path: Path) -> KinematicsResponse:
+    """The kinematics response a ``metrics.json`` holds (its schema and metadata fields are ignored)."""
+    return KinematicsResponse.model_validate_json(path.read_bytes())
+
+
+def write_metrics(
+    resp: KinematicsResponse, out_dir: Path, *, metadata: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write ``metrics.json`` and ``steps.csv`` into ``out_dir`` (which must exist); returns name -> path."""
+    paths = {name: out_dir / FILES[name] for name in ("metrics", "steps")}
+    with atomic_path(paths["metrics"]) as tmp:
+        tmp.write_text(json.dumps(metrics_document(resp, metadata), separators=(",", ":")))
+    write_steps_csv(resp, paths["steps"])
+    return paths
+
+
+def write_plots(
     resp: KinematicsResponse,
     out_dir: Path,
     *,
     joints: dict[str, FloatArray] | None = None,
     up: FloatArray | None = None,
     unit: str = "m",
-    metadata: dict[str, Any] | None = None,
+    dpi: int = PLOT_DPI,
 ) -> dict[str, Path]:
-    """Write every kinematics artifact into ``out_dir``; returns name -> path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "metrics": out_dir / "metrics.json",
-        "steps": out_dir / "steps.csv",
-        "xlsx": out_dir / "metrics.xlsx",
-        "angles_plot": out_dir / "angles.png",
-        "steps_plot": out_dir / "steps.png",
-    }
-    doc = {
-        "schema": "gaitway.metrics",
-        "schema_version": 1,
-        **(metadata or {}),
-        **resp.model_dump(mode="json"),
-    }
-    paths["metrics"].write_text(json.dumps(doc, separators=(",", ":")))
-    write_steps_csv(resp, paths["steps"])
-    write_xlsx(resp, paths["xlsx"])
-    for name, fig in (("angles_plot", plot_angles(resp)), ("steps_plot", plot_steps(resp))):
-        fig.savefig(paths[name], dpi=110)
+    """Write the PNG plots into ``out_dir`` (which must exist): angles and steps, and with ``joints`` (name
+    -> (T, 3) positions in ``unit``) and ``up`` (3,) the trajectories; returns name -> path."""
+    figures = {"angles_plot": lambda: plot_angles(resp), "steps_plot": lambda: plot_steps(resp)}
     if joints is not None and up is not None:
-        paths["trajectories_plot"] = out_dir / "trajectories.png"
-        fig = plot_trajectories(resp, joints, up, unit=unit)
-        fig.savefig(paths["trajectories_plot"], dpi=110)
+        figures["trajectories_plot"] = lambda: plot_trajectories(resp, joints, up, unit=unit)
+    paths = {}
+    for name, make in figures.items():
+        paths[name] = out_dir / FILES[name]
+        with atomic_path(paths[name]) as tmp:
+            make().savefig(tmp, dpi=dpi, format="png")
     return paths
