@@ -30,6 +30,8 @@ bench: venv
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_pipeline.py --video $(VIDEO) --out loadtests/results/pipeline.json
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_stream.py --video $(VIDEO) --out loadtests/results/stream.json --preset lightning
 	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_viewer.py --video $(VIDEO) --out loadtests/results/viewer.json
+	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_wire.py --video $(VIDEO) --out loadtests/results/wire.json
+	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/bench_startup.py --video $(VIDEO) --out loadtests/results/startup.json
 
 faults: venv
 	GAITWAY_SHARED_DIR=$(SHARED) GAITWAY_MODELS_DIR=$(SHARED)/models:$(SHARED)/reference $(BIN)/python loadtests/faults.py --out loadtests/results/faults.json

@@ -10,7 +10,7 @@ shape, ``{"error": {"code": ..., "message": ...}}``, with the HTTP status of ``s
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -146,12 +146,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """``gaitway-kinematics [--host H] [--port P]``: serve the kinematics API (settings: GAITWAY_* env)."""
+    import argparse
+
     import uvicorn
 
     cfg = Settings()
+    p = argparse.ArgumentParser(prog="gaitway-kinematics", description="Gaitway kinematics service (HTTP)")
+    p.add_argument("--host", default=cfg.kinematics_host, help="listen address (GAITWAY_KINEMATICS_HOST)")
+    p.add_argument(
+        "--port", type=int, default=cfg.kinematics_port, help="listen port (GAITWAY_KINEMATICS_PORT)"
+    )
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(cfg), host=cfg.kinematics_host, port=cfg.kinematics_port)
+    uvicorn.run(create_app(cfg), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":
