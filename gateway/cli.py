@@ -1,7 +1,7 @@
 """``gaitway`` command line: the embedded default (no servers).
 
     gaitway analyze VIDEO --out DIR [--preset thunder|lightning|...] [--height M] [--slowmo F] ...
-    gaitway evaluate h36m|coco|rbds|views   accuracy against ground truth (see gateway/evaluate.py)
+    gaitway evaluate h36m|coco|rbds|views|mocap   accuracy against ground truth (see gateway/evaluate.py)
     gaitway models [list]     list models and presets and whether each model file is present
     gaitway models fetch NAME|PRESET    download official weights (services/pose/fetch.py)
     gaitway compare A/ B/ [--out FILE]   compare two analyses: one HTML page, a metric table on stdout

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from services.errors import BadRequestError, GaitwayError, InputError, ModelError, ServiceUnavailableError
 from services.kinematics.client import HttpKinematics, KinematicsClient, LocalKinematics
+from services.kinematics.labformats import write_lab_exports
 from services.kinematics.model import motion_from_h36m
 from services.kinematics.report import FILES, read_metrics, write_metrics, write_plots, write_xlsx
 from services.kinematics.schema import KinematicsRequest, KinematicsResponse, TimeBaseIn
@@ -347,6 +348,9 @@ class Engine:
         if metrics is not None:
             source = {"video": name or os.path.basename(result.info.path), "fps": result.info.fps}
             paths |= write_metrics(metrics, out_dir, metadata=source)
+        lab = write_lab_exports(result, metrics, out_dir, name=name or os.path.basename(result.info.path))
+        paths |= lab.paths
+        warnings.extend(lab.warnings)
         folder = AnalysisFolder(out_dir, video=Path(video))
         pending: tuple[str, ...] = ()
         if report_files:

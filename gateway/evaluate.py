@@ -6,6 +6,10 @@
                                                           mocap running metrics next to the published values
     gaitway evaluate views [--run R --static S ...]       mocap -> yawed virtual cameras: 2D vs lifted 3D
                            [--write-table]                angle errors by yaw (services/kinematics/view.py)
+    gaitway evaluate mocap RUN [--static S]               any lab's marker trial (C3D, Qualisys TSV, RBDS
+                           [--video V ...] [--offset S]   text): Gaitway's metrics and angles against the
+                                                          lab's own model outputs and cadence truth, and
+                                                          videos of the run against the markers
 
 Every sub-command takes ``--preset``, ``--pose2d``, ``--lifter``, ``--models-dir`` and ``--threads`` like
 ``gaitway analyze``, prints a table and, with ``--json FILE``, writes the numbers (NaN as null). The default
@@ -19,51 +23,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
-import re
 import sys
 from pathlib import Path
-from typing import Any
-
-import cv2
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any
 
 from gateway.argtypes import image_size, positive_float, positive_int
 from services.errors import GaitwayError, InputError, NoValidDataError
-from services.kinematics.angles import joint_angles
-from services.kinematics.evaluate import (
-    H36M_LEG_JOINTS,
-    angle_rmse,
-    common_lag,
-    estimate_forward,
-    evaluate_3d,
-    h36m17_from_legs,
-    side_camera,
-)
-from services.kinematics.metric_defs import METRIC_DEFS
-from services.kinematics.metrics import analyze_motion
-from services.kinematics.mocap import rbds_motion, read_markers
-from services.kinematics.model import KinematicsResult, motion_from_h36m
-from services.kinematics.view import (
-    ANGLE_KEYS,
-    MAX_RMSE_DEG,
-    TABLE_PATH,
-    ViewErrorTable,
-    withhold_tolerance_deg,
-)
-from services.kinematics.view_validation import DEFAULT_FRAME_STEP, prepare_trial, table_json, view_sweep
-from services.plain import to_plain
-from services.pose.backends import EmbeddedBackend, ModelSet, make_lifter_codec
-from services.pose.lifting import SEMGCN_JOINTS, LifterCodec, to_h36m17
-from services.pose.metrics import oks, pck
-from services.pose.models import ModelStore, ResolvedModel, get_preset
-from services.pose.runtime import OnnxRunner
-from services.pose.skeletons import H36M17
-from services.pose.tracking import iou
-from services.settings import Settings
 
-FloatArray = NDArray[np.float64]
+if TYPE_CHECKING:  # the parser is built for every `gaitway` command: the heavy modules load in the commands
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from services.kinematics.labvalidation import MocapTrial
+    from services.kinematics.model import KinematicsResult
+    from services.pose.backends import EmbeddedBackend
+    from services.pose.lifting import LifterCodec
+    from services.pose.models import ModelStore, ResolvedModel
+    from services.pose.runtime import OnnxRunner
+    from services.settings import Settings
+
+    FloatArray = NDArray[np.float64]
 
 #: Published RBDS001 values at 3.5 m/s (Fukuchi et al. 2017; shared/data/mocap-running-rbds/NOTES.md: the
 #: processed file's knee angles, the force plate's step rate and contact time)
@@ -90,7 +69,8 @@ RBDS_VIEW_TRIALS = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``evaluate`` and its sub-commands (``h36m``, ``coco``, ``rbds``) to the ``gaitway`` parser.
+    """Add ``evaluate`` and its sub-commands (``h36m``, ``coco``, ``rbds``, ``views``, ``mocap``) to the
+    ``gaitway`` parser.
     Defaults that come from the settings (preset, models dir, shared data folder) are resolved in
     :func:`run`."""
     common = argparse.ArgumentParser(add_help=False)
@@ -101,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     common.add_argument("--threads", type=positive_int, default=None, help="onnxruntime threads per model")
     common.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers here")
 
-    ev = subparsers.add_parser("evaluate", help="accuracy on reference data (H36M, COCO, RBDS mocap)")
+    ev = subparsers.add_parser("evaluate", help="accuracy on reference data (H36M, COCO, motion capture)")
     sub = ev.add_subparsers(dest="eval_command", required=True)
 
     h = sub.add_parser("h36m", parents=[common], help="3D MPJPE / PA-MPJPE / N-MPJPE on the H36M samples")
@@ -132,10 +112,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     v.add_argument("--run", type=Path, action="append", default=None, help="running trial (repeatable)")
     v.add_argument("--static", type=Path, action="append", default=None, help="its static trial (repeatable)")
     v.add_argument(
-        "--frame-step", type=positive_int, default=DEFAULT_FRAME_STEP, help="use every Nth mocap frame"
+        "--frame-step", type=positive_int, default=None, help="use every Nth mocap frame (default 3)"
     )
     v.add_argument(
-        "--write-table", action="store_true", help=f"regenerate {TABLE_PATH.name} (the policy's table)"
+        "--write-table", action="store_true", help="regenerate view_errors.json (the policy's table)"
+    )
+
+    m = sub.add_parser(
+        "mocap",
+        parents=[common],
+        help="any lab's motion capture: Gaitway vs the lab's model outputs and cadence, videos vs markers",
+    )
+    m.add_argument("run", type=Path, help="running trial: .c3d, Qualisys .tsv or RBDS .txt")
+    m.add_argument("--static", type=Path, default=None, help="the subject's static calibration trial")
+    m.add_argument(
+        "--video", type=Path, nargs="+", action="extend", default=None, help="videos of the same run"
+    )
+    m.add_argument(
+        "--offset",
+        type=float,
+        action="append",
+        default=None,
+        metavar="S",
+        help="mocap time (s) at the video's first frame (one, or one per video); default: found by "
+        "cross-correlating the knee angles",
+    )
+    m.add_argument("--out", type=Path, default=None, help="keep the video analyses in this folder")
+    m.add_argument("--height", type=positive_float, default=None, help="runner height in metres (video)")
+    m.add_argument("--treadmill-speed", type=positive_float, default=None, help="belt speed in m/s")
+    m.add_argument("--lowpass-hz", type=positive_float, default=None, help="low-pass the joint centres")
+    m.add_argument(
+        "--hjc", choices=("harrington", "bell"), default="harrington", help="hip joint-centre regression"
     )
 
 
@@ -150,7 +157,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.eval_command == "rbds":
         result = evaluate_rbds(args, settings)
         _print_rbds(result)
+    elif args.eval_command == "mocap":
+        result = evaluate_mocap(args, settings)
+        _print_mocap(result)
     elif args.eval_command == "views":
+        from services.kinematics.view import TABLE_PATH
+        from services.kinematics.view_validation import table_json
+
         result = evaluate_views(args, settings)
         _print_views(result)
         if args.write_table:
@@ -170,6 +183,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _store(args: argparse.Namespace, settings: Settings) -> ModelStore:
+    from services.pose.models import ModelStore
+
     models_dir = settings.models_dir if args.models_dir is None else args.models_dir
     return ModelStore(settings.model_copy(update={"models_dir": models_dir}).model_search_path())
 
@@ -190,6 +205,9 @@ def _data_dir(args: argparse.Namespace, settings: Settings, name: str) -> Path:
 
 
 def _backend(args: argparse.Namespace, settings: Settings) -> EmbeddedBackend:
+    from services.pose.backends import EmbeddedBackend, ModelSet
+    from services.pose.models import get_preset
+
     preset = get_preset(_preset_name(args, settings))
     models = ModelSet.resolve(_store(args, settings), preset, pose2d=args.pose2d, lifter=args.lifter)
     return EmbeddedBackend(models, threads=_threads(args, settings))
@@ -215,6 +233,9 @@ def _random_warning(info: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _rgb(path: Path) -> NDArray[np.uint8]:
+    import cv2
+    import numpy as np
+
     image = cv2.imread(str(path))
     if image is None:
         raise InputError(f"{path}: cannot read the image")
@@ -222,6 +243,8 @@ def _rgb(path: Path) -> NDArray[np.uint8]:
 
 
 def _write_json(path: Path, result: dict[str, Any]) -> None:
+    from services.plain import to_plain
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(to_plain(result), indent=2, allow_nan=False) + "\n")
@@ -250,6 +273,15 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 def evaluate_h36m(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """3D errors (mm) on the H36M samples from ground-truth 2D and from our detected 2D (detector + 2D model +
     lifter), root-aligned, on SemGCN's 16 joints (H36M-17 without the neck/nose)."""
+    import pickle
+    import re
+
+    import numpy as np
+
+    from services.kinematics.evaluate import evaluate_3d
+    from services.pose.lifting import SEMGCN_JOINTS, to_h36m17
+    from services.pose.skeletons import H36M17
+
     root = _data_dir(args, settings, "h36m-samples")
     try:
         data = np.load(root / "test_h36m_body3d.npz")
@@ -342,6 +374,11 @@ def _print_h36m(r: dict[str, Any]) -> None:
 def evaluate_coco(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """2D accuracy on the annotated COCO people with >= 5 labelled keypoints: each person cropped from the
     ground-truth box and from the detector's box that overlaps it most (IoU > 0.3, else a miss)."""
+    import numpy as np
+
+    from services.pose.metrics import oks, pck
+    from services.pose.tracking import iou
+
     root = _data_dir(args, settings, "coco-samples")
     try:
         doc = json.loads((root / "test_coco.json").read_text())
@@ -423,9 +460,13 @@ def _print_coco(r: dict[str, Any]) -> None:
 
 
 def _lifter(args: argparse.Namespace, settings: Settings) -> tuple[ResolvedModel, LifterCodec, OnnxRunner]:
+    from services.pose.backends import make_lifter_codec
+    from services.pose.models import get_preset
+    from services.pose.runtime import OnnxRunner
+
     preset = get_preset(_preset_name(args, settings))
     model = _store(args, settings).resolve(args.lifter or preset.lifter)
-    codec = make_lifter_codec(model.manifest.family)
+    codec = make_lifter_codec(model.manifest.family, root_relative=model.manifest.root_relative)
     return model, codec, OnnxRunner(model.path, threads=_threads(args, settings))
 
 
@@ -442,6 +483,24 @@ def evaluate_rbds(args: argparse.Namespace, settings: Settings) -> dict[str, Any
     """RBDS mocap trial: joint centres -> virtual side camera -> H36M-17 2D -> lifter; 3D error on the
     legs (camera axes, root-aligned), knee-angle RMSE against the mocap angles, and the mocap running
     metrics next to the published values."""
+    import numpy as np
+
+    from services.kinematics.angles import joint_angles
+    from services.kinematics.evaluate import (
+        H36M_LEG_JOINTS,
+        angle_rmse,
+        common_lag,
+        estimate_forward,
+        evaluate_3d,
+        h36m17_from_legs,
+        side_camera,
+    )
+    from services.kinematics.metric_defs import METRIC_DEFS
+    from services.kinematics.metrics import analyze_motion
+    from services.kinematics.mocap import rbds_motion, read_markers
+    from services.kinematics.model import motion_from_h36m
+    from services.pose.skeletons import H36M17
+
     lifter_model, codec, runner = _lifter(args, settings)
     run_m, static_m = read_markers(args.run), read_markers(args.static)
     mocap = rbds_motion(
@@ -611,6 +670,12 @@ def evaluate_views(args: argparse.Namespace, settings: Settings) -> dict[str, An
     RMSE per source (2D, yaw-corrected 2D, lifted 3D) and the yaw estimate's error per case, the table per
     ``|yaw|`` bin and the policy's choice (:func:`services.kinematics.view_validation.view_sweep`). The
     result is the ``view_errors.json`` document."""
+    import re
+
+    from services.kinematics.mocap import rbds_motion, read_markers
+    from services.kinematics.view_validation import DEFAULT_FRAME_STEP, prepare_trial, view_sweep
+
+    frame_step = args.frame_step or DEFAULT_FRAME_STEP
     lifter_model, codec, runner = _lifter(args, settings)
     trials = []
     for run_path, static_path in _view_trials(args, settings):
@@ -618,7 +683,7 @@ def evaluate_views(args: argparse.Namespace, settings: Settings) -> dict[str, An
         m = re.search(r"RBDS\d+", run_path.name)
         subject = m.group(0) if m else run_path.stem
         trials.append(
-            prepare_trial(motion, subject, (run_path.name, static_path.name), frame_step=args.frame_step)
+            prepare_trial(motion, subject, (run_path.name, static_path.name), frame_step=frame_step)
         )
 
     def lift(kps: FloatArray, image_wh: tuple[int, int]) -> FloatArray:
@@ -626,7 +691,7 @@ def evaluate_views(args: argparse.Namespace, settings: Settings) -> dict[str, An
 
     info = _model_info(lifter_model)["lifter"]
     lifter = {"family": lifter_model.manifest.family, "name": info["name"], "sha256": info["sha256"]}
-    doc = view_sweep(trials, lift=lift, lifter=lifter, frame_step=args.frame_step)
+    doc = view_sweep(trials, lift=lift, lifter=lifter, frame_step=frame_step)
     notes = _random_warning(_model_info(lifter_model))
     if notes and args.write_table:
         raise InputError("refusing to write the view table from a lifter with random weights")
@@ -635,6 +700,8 @@ def evaluate_views(args: argparse.Namespace, settings: Settings) -> dict[str, An
 
 
 def _print_views(r: dict[str, Any]) -> None:
+    from services.kinematics.view import ANGLE_KEYS, MAX_RMSE_DEG, ViewErrorTable, withhold_tolerance_deg
+
     w = sys.stdout.write
     method = r["method"]
     lifter = method["lifter"] or {}
@@ -681,4 +748,157 @@ def _print_views(r: dict[str, Any]) -> None:
         f"best source's RMSE exceeds {MAX_RMSE_DEG:g} deg for {' or '.join(ANGLE_KEYS)}, or the sweep ends)\n"
     )
     for note in method.get("notes", []):
+        w(f"note: {note}\n")
+
+
+# ----------------------------------------------------------------------------------------------------
+# mocap
+# ----------------------------------------------------------------------------------------------------
+
+
+def _offsets(args: argparse.Namespace, videos: list[Path]) -> list[float | None]:
+    given = args.offset or []
+    if not given:
+        return [None] * len(videos)
+    if not videos:
+        raise InputError("--offset needs --video")
+    if len(given) == 1:
+        return [given[0]] * len(videos)
+    if len(given) != len(videos):
+        raise InputError(
+            f"give one --offset, or one per --video ({len(given)} offsets, {len(videos)} videos)"
+        )
+    return list(given)
+
+
+def evaluate_mocap(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """A lab's motion-capture trial through Gaitway (:mod:`services.kinematics.labvalidation`): the marker
+    set recognised, joint centres, the running metrics, the agreement with the file's own model outputs
+    (``LKneeAngles`` ...), cadence against the force plates / heel markers; with ``--video``, each video
+    analysed by the :class:`gateway.core.Engine` and compared with the markers."""
+    from services.kinematics.labvalidation import load_trial, mocap_document
+
+    videos = list(args.video or [])
+    offsets = _offsets(args, videos)
+    for video in videos:
+        if not video.is_file():
+            raise InputError(f"{video}: video not found")
+    trial = load_trial(
+        args.run,
+        args.static,
+        treadmill_speed_mps=args.treadmill_speed,
+        lowpass_hz=args.lowpass_hz,
+        hjc_method=args.hjc,
+    )
+    doc = mocap_document(trial)
+    if videos:
+        doc["video"] = _videos(args, settings, trial, videos, offsets)
+    return doc
+
+
+def _videos(
+    args: argparse.Namespace,
+    settings: Settings,
+    trial: MocapTrial,
+    videos: list[Path],
+    offsets: list[float | None],
+) -> dict[str, Any]:
+    """Each video analysed (the same engine as ``gaitway analyze``) and compared with the markers."""
+    import tempfile
+
+    from gateway.core import AnalysisSpec, Engine, RunnerInfo
+    from services.kinematics.labvalidation import compare_video
+    from services.kinematics.model import Keypoints2D
+
+    update: dict[str, Any] = {}
+    if args.models_dir is not None:
+        update["models_dir"] = args.models_dir
+    if args.threads is not None:
+        update["ort_threads"] = args.threads
+    engine = Engine(settings.model_copy(update=update))
+    spec = AnalysisSpec(
+        runner=RunnerInfo(height_m=args.height, treadmill_speed_mps=args.treadmill_speed),
+        preset=args.preset,
+        pose2d=args.pose2d,
+        lifter=args.lifter,
+    )
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="gaitway-mocap-") as tmp:
+        for video, offset in zip(videos, offsets, strict=True):
+            folder = (args.out if args.out is not None else Path(tmp)) / video.stem
+            outcome = engine.analyze(video, folder, spec, name=video.name)
+            seq = outcome.result.sequence
+            kps2d = Keypoints2D(xy=seq.kps2d, skeleton=seq.skeleton.name, image_wh=seq.image_wh)
+            entry = compare_video(trial, seq.t, seq.kps3d, kps2d, metric=seq.metric, offset_s=offset)
+            models = outcome.result.models
+            entry["models"] = _model_info(models.detector, models.pose2d, models.lifter)
+            entry["notes"] = _random_warning(entry["models"]) + entry["notes"] + outcome.warnings
+            if not seq.metric:
+                entry["notes"].append("no --height: the lifted 3D is not in metres (MPJPE in model units)")
+            if outcome.metrics is not None:
+                cad = outcome.metrics.summary.get("cadence_spm")
+                entry["cadence_spm"] = None if cad is None else cad.mean
+            entry["analysis"] = str(folder) if args.out is not None else None
+            out[video.name if sum(v.name == video.name for v in videos) == 1 else str(video)] = entry
+    return out
+
+
+def _print_mocap(r: dict[str, Any]) -> None:
+    w = sys.stdout.write
+    mk = r["markers"]
+    static = Path(mk["static"]).name if mk["static"] else "none"
+    w(
+        f"motion capture: {Path(mk['run']).name} ({mk['frames']} frames at {mk['rate_hz']:g} Hz, "
+        f"{mk['format']}), static {static}; marker set: {mk['marker_set']}\n"
+    )
+    for joint, how in mk["joint_centres"].items():
+        w(f"  {joint:<15}{how}\n")
+    c = r["cadence"]
+    w(
+        f"\ncadence: Gaitway {_fmt(c['gaitway_spm'])} steps/min ({r['steps']['left']} left + "
+        f"{r['steps']['right']} right steps) vs {_fmt(c['truth_spm'])} from the {c['truth_source']}: "
+        f"{_fmt(c['difference_spm'], '+.1f')}\n"
+    )
+    ref = r["reference"]
+    if ref:
+        w("\nGaitway vs the lab's model outputs (sagittal; offset = Gaitway - reference, deg)\n")
+        w(f"{'joint':<13}{'RMSE':>7}{'offset':>8}{'SD':>6}{'r':>7}{'n':>7}  {'reference':<18}convention\n")
+        for key, v in ref.items():
+            w(
+                f"{key:<13}{_fmt(v['rmse_deg']):>7}{_fmt(v['offset_deg'], '+.1f'):>8}{_fmt(v['sd_deg']):>6}"
+                f"{_fmt(v['r'], '.3f'):>7}{v['n']:>7}  {v['reference_label']:<18}{v['convention']}\n"
+            )
+    w(f"\n{'running metrics (step means)':<34}{'mean':>8}{'SD':>7}{'n':>5}{'left':>8}{'right':>8}\n")
+    for metric, s in r["summary"].items():
+        if not s["n"]:
+            continue
+        sides = [r["summary_by_side"].get(side, {}).get(metric, {}).get("mean") for side in ("left", "right")]
+        spec = ".3f" if s["mean"] is not None and abs(s["mean"]) < 5 else ".1f"
+        w(
+            f"  {metric:<32}{_fmt(s['mean'], spec):>8}{_fmt(s['sd'], spec):>7}{s['n']:>5}"
+            f"{_fmt(sides[0], spec):>8}{_fmt(sides[1], spec):>8}\n"
+        )
+    for name, v in (r.get("video") or {}).items():
+        sync = v["sync"]
+        w(f"\nvideo {name}: {v['frames_compared']}/{v['frames']} frames on the markers; {sync['method']}, ")
+        w(f"offset {sync['offset_s']:.3f} s")
+        if "r" in sync:
+            w(f" (r {_fmt(sync['r'], '.3f')}, next best {_fmt(sync['runner_up_r'], '.3f')})")
+        w("\n")
+        e = v["joints_3d"]
+        if e is not None:
+            w(
+                f"  3D joints ({e['units']}): MPJPE {_fmt(e['mpjpe'])}, PA-MPJPE {_fmt(e['pa_mpjpe'])}, "
+                f"N-MPJPE {_fmt(e['n_mpjpe'])} over {e['n_poses']} poses\n"
+            )
+        w(f"  {'angle vs markers (deg)':<34}{'source':>8}{'RMSE':>7}{'offset':>8}{'r':>7}{'n':>6}\n")
+        for source, block in v["angles"].items():
+            for key, a in block.items():
+                w(
+                    f"  {key:<34}{source:>8}{_fmt(a['rmse_deg']):>7}{_fmt(a['offset_deg'], '+.1f'):>8}"
+                    f"{_fmt(a['r'], '.3f'):>7}{a['n']:>6}\n"
+                )
+        for note in v["notes"]:
+            w(f"  note: {note}\n")
+    for note in r["notes"]:
         w(f"note: {note}\n")

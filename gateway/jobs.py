@@ -113,6 +113,9 @@ ARTIFACTS: dict[str, Artifact] = {
     "trajectories_plot": Artifact("trajectories.png", "image/png"),
     "viewer": Artifact("viewer.html", "text/html; charset=utf-8"),
     "viewer_video": Artifact("viewer.mp4", "video/mp4"),
+    "c3d": Artifact("gait.c3d", "application/octet-stream"),
+    "trc": Artifact("markers.trc", "text/plain; charset=utf-8"),
+    "mot": Artifact("angles.mot", "text/plain; charset=utf-8"),
 }
 
 #: the marker of a job folder whose report is being written (see :class:`ReportClaim`)

@@ -29,6 +29,7 @@ COMMANDS = [
     ["analyze", "--help"],
     ["evaluate", "--help"],
     ["evaluate", "rbds", "--help"],
+    ["evaluate", "mocap", "--help"],
     ["serve", "--help"],
     ["keys", "--help"],
     ["models", "--help"],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import ezc3d
 import httpx
 import numpy as np
 import pytest
@@ -90,7 +91,9 @@ def test_upload_runs_to_done_and_matches_the_engine(
     np.testing.assert_allclose(api_kps, direct_kps, atol=1e-3)
 
 
-def test_artifacts_are_listed_and_downloadable(client: TestClient, demo_job: dict[str, Any]) -> None:
+def test_artifacts_are_listed_and_downloadable(
+    client: TestClient, demo_job: dict[str, Any], module_tmp: Path
+) -> None:
     r = client.get(f"/v1/analyses/{demo_job['id']}/artifacts", headers=auth(ALICE))
     assert r.status_code == 200
     names = {a["name"] for a in r.json()}
@@ -101,6 +104,15 @@ def test_artifacts_are_listed_and_downloadable(client: TestClient, demo_job: dic
     csv = client.get(f"/v1/analyses/{demo_job['id']}/artifacts/keypoints2d", headers=auth(ALICE))
     assert csv.headers["content-type"].startswith("text/csv")
     assert len(csv.text.strip().splitlines()) == 1 + 47  # header + one row per frame
+    # the lab formats: a C3D that ezc3d reads back at the clip's frame rate (the runner's height was given)
+    assert {"c3d", "trc"} <= names
+    c3d = client.get(f"/v1/analyses/{demo_job['id']}/artifacts/c3d", headers=auth(ALICE))
+    assert c3d.status_code == 200 and c3d.headers["content-type"] == "application/octet-stream"
+    c3d_path = module_tmp / "demo3.c3d"
+    c3d_path.write_bytes(c3d.content)
+    doc = ezc3d.c3d(str(c3d_path))
+    assert doc["parameters"]["POINT"]["RATE"]["value"][0] == pytest.approx(29.97, abs=0.01)
+    assert doc["header"]["points"]["size"] >= 17 and doc["header"]["points"]["last_frame"] + 1 == 47
     for name in ("../../pyproject.toml", "poses.json", "nope"):
         bad = client.get(f"/v1/analyses/{demo_job['id']}/artifacts/{name}", headers=auth(ALICE))
         assert bad.status_code == 404

@@ -27,6 +27,7 @@ from services.kinematics.mocap import (
     rbds_joint_centres,
     rbds_motion,
     read_c3d,
+    read_force_plates,
     read_markers,
     read_qualisys_tsv,
     read_rbds_txt,
@@ -139,6 +140,37 @@ def test_read_markers_dispatches_on_format() -> None:
     assert read_markers(RBDS / "RBDS001static.c3d").format == "c3d"
 
 
+def test_read_force_plates_of_the_rbds_treadmill() -> None:
+    """The treadmill's plate from the FORCE_PLATFORM group (type 4: Fz is its third channel, F1Z), 300 Hz on
+    the points' clock; none in the static trial (no analogs)."""
+    plates = read_force_plates(RBDS / "RBDS001runT35.c3d")
+    assert len(plates) == 1 and plates[0].label == "F1Z" and plates[0].rate_hz == 300.0
+    assert plates[0].fz.shape == (9000,) and plates[0].t[0] == 0.0
+    assert plates[0].t[-1] == pytest.approx(8999 / 300)
+    assert read_force_plates(RBDS / "RBDS001static.c3d") == []
+
+
+def test_c3d_model_outputs_and_subject_measurements(tmp_path: Path) -> None:
+    """Points listed in POINT:ANGLES or named like model outputs are not markers: they are kept in their own
+    units (degrees); numeric PROCESSING parameters are kept in the header."""
+    c3d = ezc3d.c3d()
+    labels = ["LKNE", "LKneeAngles", "LHipMoment", "RKneeAngles"]
+    data = np.ones((4, 4, 5))
+    data[:3] = np.arange(60, dtype=float).reshape(3, 4, 5)
+    c3d["parameters"]["POINT"]["RATE"]["value"] = [100.0]
+    c3d["parameters"]["POINT"]["LABELS"]["value"] = labels
+    c3d["parameters"]["POINT"]["UNITS"]["value"] = ["mm"]
+    c3d["data"]["points"] = data
+    c3d.add_parameter("POINT", "ANGLES", ["RKneeAngles"])
+    c3d.add_parameter("PROCESSING", "LKneeWidth", [105.0])
+    c3d.write(str(tmp_path / "pig.c3d"))
+    got = read_c3d(tmp_path / "pig.c3d")
+    assert list(got.markers) == ["LKNE"] and set(got.outputs) == {"LKneeAngles", "LHipMoment", "RKneeAngles"}
+    np.testing.assert_allclose(got.outputs["LKneeAngles"][:, 0], data[0, 1])  # degrees, not scaled to metres
+    np.testing.assert_allclose(got.markers["LKNE"][:, 0], data[0, 0] / 1000.0)
+    assert got.header["PROCESSING:LKneeWidth"] == ("105.0",)
+
+
 # --- bad files ----------------------------------------------------------------------------------------------
 
 
@@ -202,7 +234,7 @@ def test_truncated_and_garbled_text_files(tmp_path: Path) -> None:
 
 def test_static_without_anatomical_markers_is_an_input_error(run35: MarkerData) -> None:
     # a running trial has no knee / ankle landmarks: it cannot serve as the static calibration
-    with pytest.raises(InputError, match=r"RBDS001runT35\.c3d: marker 'R\.Knee' not found"):
+    with pytest.raises(InputError, match=r"RBDS001runT35\.c3d: cannot build the left knee.*lateral knee"):
         rbds_motion(run35, run35)
 
 
@@ -213,7 +245,10 @@ def test_lost_cluster_markers(run35: MarkerData, static: MarkerData) -> None:
     three = rbds_motion(replace(run35, markers=markers), static).joints["left_knee"]
     assert np.nanmax(np.linalg.norm(three - full, axis=1)) < 0.02
     markers = {k: v for k, v in markers.items() if k != "L.Thigh.Bottom.Medial"}
-    with pytest.raises(InputError, match=r"RBDS001runT35\.c3d: the L\.thigh cluster needs at least 3"):
+    with pytest.raises(
+        InputError,
+        match=r"RBDS001runT35\.c3d: cannot build the left knee .*the L\.thigh cluster needs at least 3",
+    ):
         rbds_motion(replace(run35, markers=markers), static)
 
 

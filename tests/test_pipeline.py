@@ -10,6 +10,7 @@ from typing import Any
 
 import av
 import cv2
+import ezc3d
 import numpy as np
 import pytest
 
@@ -211,6 +212,36 @@ def test_running_metrics_of_the_treadmill_clip(treadmill_run: tuple[Path, dict[s
         assert len(list(csv.reader(f))) == len(doc["steps"]) + 1
     for name in ("angles.png", "steps.png", "trajectories.png", "metrics.xlsx"):
         assert (out / name).stat().st_size > 10_000
+
+
+def test_the_cli_writes_lab_files_of_the_treadmill_clip(treadmill_run: tuple[Path, dict[str, Any]]) -> None:
+    """`gaitway analyze IMG_5396.mp4 --height 1.78`: a C3D at the clip's 60 Hz with the 17 joints and the
+    foot strikes the metrics found, a TRC and a MOT in OpenSim's layouts."""
+    out, _ = treadmill_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    c3d = ezc3d.c3d(str(out / "gait.c3d"))
+    point = c3d["parameters"]["POINT"]
+    assert point["RATE"]["value"][0] == 60.0 and point["UNITS"]["value"] == ["mm"]
+    assert c3d["header"]["points"]["size"] >= 17 and c3d["header"]["analogs"]["size"] == 0
+    ev = c3d["parameters"]["EVENT"]
+    strikes = [
+        (ctx, 60 * t[0] + t[1])
+        for ctx, label, t in zip(
+            ev["CONTEXTS"]["value"], ev["LABELS"]["value"], np.array(ev["TIMES"]["value"]).T, strict=True
+        )
+        if label == "Foot Strike"
+    ]
+    truth = [e for e in metrics["events"] if e["kind"] == "strike"]
+    assert len(strikes) == len(truth) >= 10
+    assert {ctx for ctx, _ in strikes} == {"Left", "Right"}
+    got = sorted((ctx.lower(), round(t, 4)) for ctx, t in strikes)
+    want = sorted((e["side"], round(e["t"], 4)) for e in truth)
+    assert [g[0] for g in got] == [w[0] for w in want]
+    np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=0.5 / 60)
+    trc = (out / "markers.trc").read_text().splitlines()
+    assert trc[0].startswith("PathFileType") and "Units" in trc[1] and trc[2].split("\t")[4] == "m"
+    mot = (out / "angles.mot").read_text()
+    assert "inDegrees=yes" in mot and "knee_angle_r" in mot and "endheader" in mot
 
 
 def test_coach_metrics_of_the_treadmill_clip(treadmill_run: tuple[Path, dict[str, Any]]) -> None:

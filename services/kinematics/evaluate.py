@@ -1,5 +1,8 @@
-"""Evaluation helpers (pure functions): 3D pose errors, temporal alignment of two recordings, angle RMSE and a
-virtual side camera for turning motion capture into synthetic 2D keypoints.
+"""Evaluation helpers (pure functions): 3D pose errors, temporal alignment of two recordings (one lag, or
+:func:`synchronise` over several signals with a measure of ambiguity), angle RMSE, agreement of a series with
+a lab's reference (:func:`agreement`), cadence truth from force plates (:func:`force_contacts`,
+:func:`cadence_from_strikes`) and a virtual side camera for turning motion capture into synthetic 2D
+keypoints.
 
 3D errors reuse :mod:`services.pose.metrics` (MPJPE, PA-MPJPE) and add N-MPJPE. Poses are ``(N, J, 3)`` in
 consistent units; **root alignment is the caller's job** (subtract the pelvis from prediction and ground truth
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -32,18 +36,24 @@ __all__ = [
     "H36M_LEG_JOINTS",
     "Aligned",
     "PinholeCamera",
+    "Sync",
+    "agreement",
     "align",
     "angle_rmse",
+    "cadence_from_strikes",
     "common_lag",
     "estimate_forward",
     "estimate_lag",
     "evaluate_3d",
+    "force_contacts",
     "h36m17_from_legs",
     "n_mpjpe",
     "per_joint_errors",
     "project_to_side_camera",
     "resample",
+    "rotate_onto",
     "side_camera",
+    "synchronise",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -171,22 +181,11 @@ def _on_grid(t: FloatArray, x: FloatArray, dt: float) -> tuple[float, FloatArray
     return float(first), v, mask
 
 
-def estimate_lag(
+def _lag_curve(
     t_a: ArrayLike, a: ArrayLike, t_b: ArrayLike, b: ArrayLike, *, max_lag_s: float, min_overlap: float = 0.5
-) -> float:
-    """Delay ``L`` (seconds) of signal ``b`` relative to signal ``a``: ``b(t + L) ~ a(t)``,
-    ``|L| <= max_lag_s``.
-
-    Both 1D signals are resampled (linear interpolation) onto uniform grids with the step of the faster one
-    and their means removed; the normalised cross-correlation (``scipy.signal.correlate`` /
-    ``correlation_lags``, each lag's sum normalised by the energy of both signals over the samples where they
-    overlap, so the overlap length does not bias the peak) is maximised over the allowed lags, and the peak is
-    refined to a sub-sample lag with a parabola through it and its two neighbours.
-
-    NaN-safe: missing samples (and the interpolation across them) are left out of every sum. Lags where the
-    signals overlap over less than ``min_overlap`` of the shorter one are not considered. For periodic signals
-    (gait) keep ``max_lag_s`` below half a period, or the answer is ambiguous.
-    """
+) -> tuple[FloatArray, FloatArray, float]:
+    """Normalised cross-correlation of ``b`` against ``a`` per candidate lag (see :func:`estimate_lag`):
+    (lags in seconds, correlation with -inf where a lag is not allowed, grid step in seconds)."""
     ta, tb = _times(t_a, "t_a"), _times(t_b, "t_b")
     xa, xb = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if xa.shape != ta.shape or xb.shape != tb.shape:
@@ -211,14 +210,125 @@ def estimate_lag(
         )
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(allowed, num / np.sqrt(np.abs(ea * eb)), -np.inf)
-    i = int(np.argmax(r))
+    return np.asarray(lags, np.float64), np.asarray(r, np.float64), dt
+
+
+def _refined_peak(lags: FloatArray, r: FloatArray, i: int, dt: float) -> float:
+    """The lag of the correlation peak at index ``i``, refined by a parabola through it and its neighbours."""
     lag = float(lags[i])
-    if 0 < i < r.size - 1 and allowed[i - 1] and allowed[i + 1]:
+    if 0 < i < r.size - 1 and np.isfinite(r[i - 1]) and np.isfinite(r[i + 1]):
         y0, y1, y2 = r[i - 1], r[i], r[i + 1]
         den = y0 - 2.0 * y1 + y2
         if den < 0:
-            lag += float(0.5 * (y0 - y2) / den) * dt
+            lag += float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) * dt
     return lag
+
+
+def estimate_lag(
+    t_a: ArrayLike, a: ArrayLike, t_b: ArrayLike, b: ArrayLike, *, max_lag_s: float, min_overlap: float = 0.5
+) -> float:
+    """Delay ``L`` (seconds) of signal ``b`` relative to signal ``a``: ``b(t + L) ~ a(t)``,
+    ``|L| <= max_lag_s``.
+
+    Both 1D signals are resampled (linear interpolation) onto uniform grids with the step of the faster one
+    and their means removed; the normalised cross-correlation (``scipy.signal.correlate`` /
+    ``correlation_lags``, each lag's sum normalised by the energy of both signals over the samples where they
+    overlap, so the overlap length does not bias the peak) is maximised over the allowed lags, and the peak is
+    refined to a sub-sample lag with a parabola through it and its two neighbours.
+
+    NaN-safe: missing samples (and the interpolation across them) are left out of every sum. Lags where the
+    signals overlap over less than ``min_overlap`` of the shorter one are not considered. For periodic signals
+    (gait) keep ``max_lag_s`` below half a period, or the answer is ambiguous (:func:`synchronise` reports
+    how ambiguous).
+    """
+    lags, r, dt = _lag_curve(t_a, a, t_b, b, max_lag_s=max_lag_s, min_overlap=min_overlap)
+    return _refined_peak(lags, r, int(np.argmax(r)), dt)
+
+
+@dataclass(frozen=True)
+class Sync:
+    """The time offset of one recording against another (:func:`synchronise`)."""
+
+    lag_s: float  # other(t + lag_s) = reference(t)
+    r: float  # mean normalised cross-correlation at the lag
+    runner_up_r: float  # the best correlation at a lag at least ``exclusion_s`` away (NaN: none)
+    runner_up_lag_s: float
+    exclusion_s: float
+    n_signals: int
+
+    @property
+    def ambiguity(self) -> float:
+        """How nearly another lag fits as well: the unexplained share ``1 - r`` at the chosen lag over that
+        at the runner-up, in [0, 1] (0: clear; 1: a tie). Gait is nearly periodic, so correlations one
+        stride apart differ in the third decimal; this ratio measures that difference against the misfit."""
+        if not math.isfinite(self.runner_up_r):
+            return 0.0
+        return float(np.clip((1.0 - self.r) / max(1.0 - self.runner_up_r, 1e-12), 0.0, 1.0))
+
+
+def synchronise(
+    t_ref: ArrayLike,
+    ref: Mapping[str, ArrayLike],
+    t_other: ArrayLike,
+    other: Mapping[str, ArrayLike],
+    *,
+    max_lag_s: float,
+    min_overlap: float = 0.5,
+    exclusion_s: float = 0.2,
+) -> Sync:
+    """One delay of the ``other`` recording against ``ref`` from several signals at once (e.g. the left and
+    right knee angles): the normalised cross-correlations of each common key (:func:`estimate_lag`'s, after
+    resampling both to the faster rate) are averaged on a common lag grid and the best lag within
+    ``+/- max_lag_s`` is refined to a fraction of a sample.
+
+    Gait is nearly periodic, so a search over more than half a stride finds a peak every stride; the result
+    reports the best correlation at any lag at least ``exclusion_s`` from the chosen one, so a caller can
+    tell a clear answer from an ambiguous one (:attr:`Sync.ambiguity`). Combining both sides removes the
+    half-stride ambiguity (left and right knees swap every step). Raises NoValidDataError when no common
+    signal overlaps enough.
+    """
+    curves = []
+    for key in sorted(set(ref) & set(other)):
+        try:
+            curves.append(
+                _lag_curve(t_ref, ref[key], t_other, other[key], max_lag_s=max_lag_s, min_overlap=min_overlap)
+            )
+        except NoValidDataError:
+            continue
+    if not curves:
+        raise NoValidDataError("no common signal overlaps enough to synchronise the recordings")
+    dt = min(c[2] for c in curves)
+    lo = max(-max_lag_s, max(float(c[0][np.isfinite(c[1])].min()) for c in curves))
+    hi = min(max_lag_s, min(float(c[0][np.isfinite(c[1])].max()) for c in curves))
+    if hi < lo:
+        raise NoValidDataError("the signals allow no common lag")
+    grid = lo + dt * np.arange(math.floor((hi - lo) / dt + 1e-9) + 1)
+    total = np.zeros(grid.size)
+    for lags, r, _ in curves:
+        ok = np.isfinite(r)
+        total += np.interp(grid, lags[ok], r[ok], left=np.nan, right=np.nan)
+    r_mean = np.where(np.isfinite(total), total / len(curves), -np.inf)
+    if not np.isfinite(r_mean).any():
+        raise NoValidDataError("the signals allow no common lag")
+    i = int(np.argmax(r_mean))
+    lag = _refined_peak(grid, r_mean, i, dt)
+    far = np.abs(grid - grid[i]) >= exclusion_s
+    peaks = np.flatnonzero(
+        far[1:-1] & (r_mean[1:-1] >= r_mean[:-2]) & (r_mean[1:-1] >= r_mean[2:]) & np.isfinite(r_mean[1:-1])
+    )
+    if peaks.size:
+        j = int(peaks[np.argmax(r_mean[1:-1][peaks])]) + 1
+        second, second_lag = float(r_mean[j]), float(grid[j])
+    else:
+        second, second_lag = math.nan, math.nan
+    return Sync(
+        lag_s=lag,
+        r=float(r_mean[i]),
+        runner_up_r=second,
+        runner_up_lag_s=second_lag,
+        exclusion_s=exclusion_s,
+        n_signals=len(curves),
+    )
 
 
 @dataclass(frozen=True)
@@ -318,6 +428,124 @@ def angle_rmse(
         ok = np.isfinite(p) & np.isfinite(r)
         out[key] = float(np.sqrt(np.mean((p[ok] - r[ok]) ** 2))) if ok.any() else math.nan
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Agreement with a lab's reference: angle series, one rotation for a whole sequence, cadence truth
+# ----------------------------------------------------------------------------------------------------
+
+
+def agreement(pred: ArrayLike, ref: ArrayLike) -> dict[str, float | int]:
+    """How a series ``pred`` ``(T,)`` agrees with a reference ``ref`` ``(T,)`` on the same time base, over
+    the samples finite in both: ``n``; ``sign`` (+1, or -1 when they are anti-correlated, i.e. the two use
+    opposite sign conventions: the reference is then negated for every other number); ``r`` (Pearson);
+    ``offset_deg`` (mean of ``pred - sign * ref``); ``rmse_deg`` (root-mean-square of that difference,
+    offset included); ``sd_deg`` (its standard deviation: the RMSE once the offset is removed). NaN where
+    fewer than 3 samples are common."""
+    p, g = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    if p.shape != g.shape or p.ndim != 1:
+        raise ShapeError(f"agreement needs two (T,) series on one time base, got {p.shape} and {g.shape}")
+    ok = np.isfinite(p) & np.isfinite(g)
+    n = int(ok.sum())
+    nan = math.nan
+    if n < 3:
+        return {"rmse_deg": nan, "offset_deg": nan, "r": nan, "n": n, "sign": 1, "sd_deg": nan}
+    x, y = p[ok], g[ok]
+    xc, yc = x - x.mean(), y - y.mean()
+    den = math.sqrt(float(xc @ xc) * float(yc @ yc))
+    r = float(xc @ yc) / den if den > 0 else nan
+    sign = -1 if r < 0 else 1
+    d = x - sign * y
+    return {
+        "rmse_deg": float(np.sqrt(np.mean(d**2))),
+        "offset_deg": float(d.mean()),
+        "r": abs(r) if math.isfinite(r) else nan,
+        "n": n,
+        "sign": sign,
+        "sd_deg": float(d.std()),
+    }
+
+
+def rotate_onto(pred: ArrayLike, gt: ArrayLike) -> FloatArray:
+    """``pred`` ``(N, J, 3)`` turned by the one rotation (no scale, no translation) that best maps all its
+    root-aligned joints onto ``gt``'s over the whole sequence (``scipy.spatial.transform.Rotation
+    .align_vectors``, least squares over the joints finite in both): the rotation between a camera's axes and
+    a lab's, so MPJPE measures the pose and not the frame. PA-MPJPE aligns every pose on its own instead."""
+    from scipy.spatial.transform import Rotation
+
+    p, g = _pair(pred, gt)
+    if p.ndim != 3 or p.shape[-1] != 3:
+        raise ShapeError(f"expected (N, J, 3) poses, got {p.shape}")
+    a, b = p.reshape(-1, 3), g.reshape(-1, 3)
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    if ok.sum() < 3:
+        raise NoValidDataError("fewer than 3 joints are seen in both sequences")
+    rot, _ = Rotation.align_vectors(b[ok], a[ok])
+    return np.asarray(rot.apply(a).reshape(p.shape), np.float64)
+
+
+def force_contacts(
+    t: ArrayLike, fz: ArrayLike, *, threshold: float = 0.05, min_contact_s: float = 0.1
+) -> tuple[FloatArray, FloatArray]:
+    """Foot contacts on a force plate from its vertical force ``fz`` ``(S,)`` at times ``t``: (strike times,
+    toe-off times), each interpolated to the sample where the force crosses the threshold.
+
+    The sign and zero of the channel are found from the signal: the unloaded level is the histogram mode
+    (the plate rests between contacts) and the loading direction is where the mean lies from it. A contact
+    is a stretch above ``threshold`` times the 99th percentile of the load lasting ``min_contact_s`` or more
+    (shorter blips are noise); contacts cut by the start or end of the recording are left out."""
+    ts = _times(t, "t")
+    x = np.asarray(fz, np.float64)
+    if x.shape != ts.shape:
+        raise ShapeError("fz needs one value per timestamp")
+    ok = np.isfinite(x)
+    if ok.sum() < 10:
+        raise NoValidDataError("the force channel holds fewer than 10 samples")
+    counts, edges = np.histogram(x[ok], bins=200)
+    k = int(np.argmax(counts))
+    rest = 0.5 * (edges[k] + edges[k + 1])
+    load = (x - rest) * (1.0 if x[ok].mean() >= rest else -1.0)
+    level = threshold * float(np.percentile(load[ok], 99))
+    if not level > 0:
+        return np.zeros(0), np.zeros(0)
+    on = np.where(ok, load > level, False).astype(np.int8)
+    d = np.diff(on)
+    ups, downs = np.flatnonzero(d == 1) + 1, np.flatnonzero(d == -1) + 1
+
+    def crossing(i: int) -> float:  # between samples i - 1 and i
+        y0, y1 = load[i - 1], load[i]
+        w = (level - y0) / (y1 - y0) if y1 != y0 else 0.0
+        return float(ts[i - 1] + w * (ts[i] - ts[i - 1]))
+
+    strikes, offs = [], []
+    for u in ups:
+        after = downs[downs > u]
+        if not after.size:
+            break
+        e = int(after[0])
+        a, b = crossing(int(u)), crossing(e)
+        if b - a >= min_contact_s:
+            strikes.append(a)
+            offs.append(b)
+    return np.asarray(strikes, np.float64), np.asarray(offs, np.float64)
+
+
+def cadence_from_strikes(strikes: ArrayLike, *, max_step_s: float = 1.0) -> tuple[float, int]:
+    """Steps per minute from foot-strike times (every strike of either foot, from one or several plates),
+    and the number of steps it rests on: ``60 * steps / duration`` over the longest run of consecutive
+    strikes less than ``max_step_s`` apart. ``(nan, 0)`` with fewer than 2 steps in such a run."""
+    t = np.sort(np.asarray(strikes, np.float64).reshape(-1))
+    t = t[np.isfinite(t)]
+    if t.size < 3:
+        return math.nan, 0
+    breaks = np.flatnonzero(np.diff(t) > max_step_s)
+    bounds = np.concatenate([[0], breaks + 1, [t.size]])
+    best = max(pairwise(bounds.tolist()), key=lambda ab: ab[1] - ab[0])
+    run = t[best[0] : best[1]]
+    steps = run.size - 1
+    if steps < 2:
+        return math.nan, steps
+    return 60.0 * steps / float(run[-1] - run[0]), int(steps)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,20 +9,25 @@ Readers (all return :class:`MarkerData`, positions in metres, NaN where a marker
 * :func:`read_rbds_txt` -- the Running Biomechanics Data Set text files (``Time`` then ``<marker>X/Y/Z``), mm.
 * :func:`read_markers` -- picks one of the above from the file's suffix and content.
 
-Joint centres from the RBDS marker set (Fukuchi, Fukuchi & Duarte 2017, PeerJ 5:e3298), :func:`rbds_motion`:
+Joint centres from any supported marker set (:func:`lab_joint_centres`, :func:`lab_motion`): the labels' roles
+come from :mod:`services.kinematics.markersets` (RBDS, Plug-in-Gait lower and full body, cluster models with a
+static calibration trial, joint-centre channels such as ``LHJC`` / ``LKJC`` / ``LAJC``), then:
 
 1. **Calibration** (the CAST approach, Cappozzo et al. 1995, Clin Biomech 10:171-178): in the static trial
-   every anatomical landmark is expressed relative to its segment's tracking cluster (pelvis: ASIS, PSIS and
-   iliac-crest markers; thigh and shank: the four cluster markers; foot: the three heel markers and MT1/MT5).
+   every anatomical landmark is expressed relative to its segment's tracking cluster (the segment's markers
+   seen in both trials: pelvis ASIS/PSIS/SACR/iliac crests; thigh and shank clusters or wands; foot markers).
 2. **Tracking**: in every running frame the cluster's pose is the least-squares rigid transform (rotation by
    SVD, Söderkvist & Wedin 1993, J Biomech 26:1473-1477, with the reflection fix of Kabsch / Umeyama) from the
-   static cluster to the visible cluster markers (at least 3), and the landmarks follow it.
-3. **Joint centres**: hip = Harrington et al. (2007) regression from the pelvis markers of the static trial
-   (Bell et al. 1990 as an option, :data:`HJC_METHODS`), knee = midpoint of the femoral epicondyles (``Knee``,
-   ``Knee.Medial``), ankle = midpoint of the malleoli (``Ankle``, ``Ankle.Medial``), heel = ``Heel.Bottom``,
-   toe = ``MT2`` (second metatarsal head, a static-only landmark carried by the foot cluster), pelvis =
-   midpoint of the hip joint centres.
+   static cluster to the visible cluster markers (at least 3), and the landmarks follow it. A landmark that
+   is also in the run is taken from the run, its gaps filled from the carried position.
+3. **Joint centres**: hip = the lab's channel, else Harrington et al. (2007) regression from the pelvis
+   markers (of the static trial when there is one; Bell et al. 1990 as an option, :data:`HJC_METHODS`); knee
+   and ankle = the lab's channel, else the midpoint of the epicondyle / malleolus markers, else Plug-in-Gait's
+   chord function from the lateral and wand markers (:func:`chord_joint_centre`); heel and toe markers
+   (RBDS: heel bottom and ``MT2``, a static-only landmark carried by the foot cluster); pelvis = midpoint of
+   the hips.
 
+RBDS (Fukuchi, Fukuchi & Duarte 2017, PeerJ 5:e3298) goes through the same code (:func:`rbds_motion`).
 Markers whose labels were swapped between the static and the running trial are found from the clusters'
 inter-marker distances and repaired (:func:`match_cluster_labels`; RBDS001's running trials swap ``R.MT1`` and
 ``R.MT5``).
@@ -43,32 +48,50 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from services.errors import InputError
+from services.errors import InputError, NoValidDataError
+from services.kinematics.markersets import (
+    JOINT_CENTRE_ROLES,
+    SIDE_LETTER,
+    SUPPORTED_MARKER_SETS,
+    Roles,
+    assign_roles,
+    describe_marker_set,
+    normalise_label,
+)
 from services.kinematics.model import FloatArray, Motion
 
 __all__ = [
+    "DEFAULT_ANKLE_WIDTH_MM",
+    "DEFAULT_KNEE_WIDTH_MM",
+    "DEFAULT_MARKER_DIAMETER_MM",
     "DEFAULT_MAX_GAP_S",
+    "ESSENTIAL_JOINTS",
     "HJC_METHODS",
     "LABEL_CHECK_TOLERANCE_M",
     "MOTION_JOINTS",
-    "RBDS_SEGMENTS",
     "JointCentres",
     "MarkerData",
     "SegmentCalibration",
+    "VerticalForce",
     "calibrate_segment",
+    "chord_joint_centre",
     "fill_gaps",
     "hip_joint_centres",
+    "lab_joint_centres",
+    "lab_motion",
     "lowpass",
     "match_cluster_labels",
     "motion_from_markers",
     "rbds_joint_centres",
     "rbds_motion",
     "read_c3d",
+    "read_force_plates",
     "read_markers",
     "read_qualisys_tsv",
     "read_rbds_txt",
     "standing_foot_angles",
     "track_segment",
+    "vertical_axis",
 ]
 
 #: joint names a Motion may hold (see services.kinematics.model)
@@ -101,6 +124,9 @@ class MarkerData:
     source_units: str = "mm"  # the file's length unit (converted to metres here)
     format: str = ""  # "c3d" | "qtm_tsv" | "rbds_txt" | "" (built in memory)
     header: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file metadata (e.g. the QTM header)
+    #: the lab software's model outputs (C3D points such as ``LKneeAngles``), label -> (T, 3) in the file's
+    #: own units (degrees for angles), NaN where missing; never among ``markers``
+    outputs: dict[str, FloatArray] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -167,10 +193,13 @@ def read_c3d(path: str | Path, *, zero_is_missing: bool = True) -> MarkerData:
 
     Point labels come from ``POINT:LABELS`` (then ``LABELS2``, ``LABELS3`` ... for large files), units from
     ``POINT:UNITS`` (mm when absent), the rate from ``POINT:RATE`` (else the header). Points listed as model
-    outputs (``POINT:ANGLES``, ``FORCES``, ``MOMENTS``, ``POWERS``, ``SCALARS``, ``REACTIONS``) are left out.
-    A point is missing (NaN) when its residual is negative or, with ``zero_is_missing``, when it is exactly
-    (0, 0, 0), the way many systems write gaps. ``t`` starts at the first frame's time,
-    ``first_frame / rate``.
+    outputs (``POINT:ANGLES``, ``FORCES``, ``MOMENTS``, ``POWERS``, ``SCALARS``, ``REACTIONS``) or named like
+    one (``...Angles``, ``...Moment``, ``...Power``, ``...Force``, ``...GRF``) are not markers: they go to
+    :attr:`MarkerData.outputs` unscaled (degrees for angles). A point is missing (NaN) when its residual is
+    negative or, with ``zero_is_missing``, when it is exactly (0, 0, 0), the way many systems write gaps.
+    ``t`` starts at the first frame's time, ``first_frame / rate``. The numeric ``PROCESSING`` parameters
+    (Plug-in-Gait's subject measurements: ``LKneeWidth``, ``MarkerDiameter`` ... in mm) are kept in
+    :attr:`MarkerData.header` as ``"PROCESSING:<name>"``.
     """
     p = _check_file(path)
     try:
@@ -215,25 +244,107 @@ def read_c3d(path: str | Path, *, zero_is_missing: bool = True) -> MarkerData:
         raise InputError(f"{p}: C3D file has no valid point rate")
     first = int(c3d["header"]["points"].get("first_frame", 0))
 
-    xyz = points[:3].transpose(1, 2, 0) * scale  # (N, T, 3)
-    missing = ~np.isfinite(xyz).all(axis=2)
+    raw = points[:3].transpose(1, 2, 0)  # (N, T, 3), file units
+    missing = ~np.isfinite(raw).all(axis=2)
     residuals = c3d["data"]["meta_points"].get("residuals") if "meta_points" in c3d["data"] else None
     if residuals is not None:
         res = np.asarray(residuals, np.float64).reshape(-1, n_points, n_frames)[0]
         missing |= res < 0
     if zero_is_missing:
-        missing |= (xyz == 0).all(axis=2)
-    xyz[missing] = np.nan
+        missing |= (raw == 0).all(axis=2)
+    raw = raw.copy()
+    raw[missing] = np.nan
 
-    markers = {
-        lab: np.ascontiguousarray(xyz[i])
-        for i, lab in zip(range(n_points), _unique(labels), strict=True)
-        if labels[i] not in not_markers
-    }
+    markers: dict[str, FloatArray] = {}
+    outputs: dict[str, FloatArray] = {}
+    for i, lab in enumerate(_unique(labels)):
+        if labels[i] in not_markers or _MODEL_OUTPUT.search(labels[i]):
+            outputs[lab] = np.ascontiguousarray(raw[i])
+        else:
+            markers[lab] = np.ascontiguousarray(raw[i] * scale)
     if not markers:
         raise InputError(f"{p}: C3D file holds no marker trajectories")
+    header: dict[str, tuple[str, ...]] = {}
+    processing = params.get("PROCESSING", {})
+    for name, entry in processing.items() if isinstance(processing, dict) else ():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.size == 1:
+            header[f"PROCESSING:{name}"] = (repr(float(value.reshape(-1)[0])),)
     t = (first + np.arange(n_frames, dtype=np.float64)) / rate
-    return MarkerData(t=t, markers=markers, rate_hz=rate, source=str(p), source_units=units, format="c3d")
+    return MarkerData(
+        t=t,
+        markers=markers,
+        rate_hz=rate,
+        source=str(p),
+        source_units=units,
+        format="c3d",
+        header=header,
+        outputs=outputs,
+    )
+
+
+#: point labels that are model outputs, not markers (Vicon Plug-in-Gait and similar)
+_MODEL_OUTPUT = re.compile(r"(Angles?|Moments?|Powers?|Forces?|GRF)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class VerticalForce:
+    """The vertical force channel of one force plate of a C3D file (sign and scale as recorded)."""
+
+    t: FloatArray  # (S,) seconds, on the points' clock
+    fz: FloatArray  # (S,)
+    rate_hz: float
+    label: str  # the analog channel(s) it was read from
+
+
+def read_force_plates(path: str | Path) -> list[VerticalForce]:
+    """The vertical force of every force plate of a C3D file (empty when it has none).
+
+    Plates come from ``FORCE_PLATFORM:CHANNEL`` (types 1, 2 and 4: the third channel is Fz; type 3, Kistler:
+    the sum of its four vertical channels); without a ``FORCE_PLATFORM`` group, analog channels labelled like
+    a vertical force (``F1Z``, ``Fz1``, ``Force.Fz2``) are used. The values are as stored (the analog scale
+    applied by ezc3d): callers find the unloaded level and the loading direction from the signal itself.
+    """
+    p = _check_file(path)
+    import ezc3d
+
+    try:
+        c3d = ezc3d.c3d(str(p))
+    except Exception as err:  # ezc3d raises plain RuntimeError/IOError on bad input
+        raise InputError(f"{p}: not a readable C3D file ({err})") from err
+    params = c3d["parameters"]
+    analogs = np.asarray(c3d["data"]["analogs"], np.float64)
+    if analogs.ndim != 3 or analogs.shape[1] == 0 or analogs.shape[2] == 0:
+        return []
+    channels = analogs[0]  # (C, S)
+    rate_value = _param(params, "ANALOG", "RATE")
+    rate = float(rate_value[0]) if rate_value is not None and len(rate_value) else 0.0
+    point_rate_value = _param(params, "POINT", "RATE")
+    point_rate = float(point_rate_value[0]) if point_rate_value is not None and len(point_rate_value) else 0.0
+    if not (rate > 0 and point_rate > 0):
+        return []
+    first = int(c3d["header"]["points"].get("first_frame", 0))
+    t = first / point_rate + np.arange(channels.shape[1], dtype=np.float64) / rate
+    labels = [str(v).strip() for v in (_param(params, "ANALOG", "LABELS") or [])]
+    labels += [f"channel {i + 1}" for i in range(len(labels), channels.shape[0])]
+    plates: list[VerticalForce] = []
+    table = _param(params, "FORCE_PLATFORM", "CHANNEL")
+    types = _param(params, "FORCE_PLATFORM", "TYPE")
+    if table is not None and np.asarray(table).size:
+        chan = np.asarray(table, np.int64).reshape(np.asarray(table).shape[0], -1)  # (6 or 8, plates)
+        kinds = np.asarray(types, np.int64).reshape(-1) if types is not None else np.full(chan.shape[1], 2)
+        for k in range(chan.shape[1]):
+            kind = int(kinds[k]) if k < kinds.size else 2
+            rows = [4, 5, 6, 7] if kind == 3 and chan.shape[0] >= 8 else [2]
+            idx = [int(chan[r, k]) - 1 for r in rows]
+            if all(0 <= i < channels.shape[0] for i in idx):
+                fz = channels[idx].sum(axis=0)
+                plates.append(VerticalForce(t=t, fz=fz, rate_hz=rate, label="+".join(labels[i] for i in idx)))
+        return plates
+    for i, lab in enumerate(labels):
+        if re.fullmatch(r"(?:FORCE)?(?:F\d+Z|FZ\d*)", re.sub(r"[^A-Z0-9]", "", lab.upper())):
+            plates.append(VerticalForce(t=t, fz=channels[i].copy(), rate_hz=rate, label=lab))
+    return plates
 
 
 def _read_lines(p: Path) -> list[tuple[int, str]]:
@@ -744,43 +855,438 @@ def hip_joint_centres(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# RBDS marker set -> joint centres -> Motion
+# Joint centres of any marker set -> Motion
 # ------------------------------------------------------------------------------------------------------------
 
-#: segment -> (tracking cluster, static-only anatomical landmarks), with ``{s}`` = "R" or "L"
-RBDS_SEGMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "pelvis": (("R.ASIS", "L.ASIS", "R.PSIS", "L.PSIS", "R.Iliac.Crest", "L.Iliac.Crest"), ()),
-    "thigh": (
-        (
-            "{s}.Thigh.Top.Lateral",
-            "{s}.Thigh.Bottom.Lateral",
-            "{s}.Thigh.Top.Medial",
-            "{s}.Thigh.Bottom.Medial",
-        ),
-        ("{s}.Knee", "{s}.Knee.Medial", "{s}.GTR"),
-    ),
-    "shank": (
-        (
-            "{s}.Shank.Top.Lateral",
-            "{s}.Shank.Bottom.Lateral",
-            "{s}.Shank.Top.Medial",
-            "{s}.Shank.Bottom.Medial",
-        ),
-        ("{s}.Ankle", "{s}.Ankle.Medial", "{s}.HF", "{s}.TT"),
-    ),
-    "foot": (("{s}.Heel.Top", "{s}.Heel.Bottom", "{s}.Heel.Lateral", "{s}.MT1", "{s}.MT5"), ("{s}.MT2",)),
-}
+#: Plug-in-Gait's subject measurements (mm) assumed when the file carries none and no medial marker gives them
+DEFAULT_KNEE_WIDTH_MM = 100.0
+DEFAULT_ANKLE_WIDTH_MM = 70.0
+DEFAULT_MARKER_DIAMETER_MM = 14.0
 
-_SIDE_PREFIX = {"right": "R", "left": "L"}
+#: the joints the running metrics cannot do without
+ESSENTIAL_JOINTS = tuple(f"{s}_{j}" for s in ("left", "right") for j in ("hip", "knee", "ankle"))
+
+_SIDE_PREFIX = SIDE_LETTER
 
 
 @dataclass(frozen=True)
 class JointCentres:
-    """Joint centres of a running trial and how well the marker clusters were tracked."""
+    """Joint centres of a running trial, how each was found and how well the marker clusters were tracked."""
 
     joints: dict[str, FloatArray]  # Motion joint name -> (T, 3) metres, lab frame
     residuals: dict[str, FloatArray]  # segment ("pelvis", "R.thigh", ...) -> (T,) RMS cluster-fit residual, m
     relabelled: dict[str, dict[str, str]]  # segment -> {static label: running-trial label} for repaired swaps
+    methods: dict[str, str] = field(default_factory=dict)  # joint -> how it was found, naming the markers
+    marker_set: str = ""  # services.kinematics.markersets.describe_marker_set
+    notes: tuple[str, ...] = ()  # assumptions made (default widths, duplicate labels ...)
+
+
+def chord_joint_centre(
+    proximal: FloatArray, lateral: FloatArray, wand: FloatArray, offset_m: float
+) -> FloatArray:
+    """Plug-in-Gait's chord function: the joint centre ``offset_m`` (half the joint width plus the marker's
+    radius) medial of the ``lateral`` marker, in the plane of the ``proximal`` joint centre, the lateral
+    marker and the ``wand`` marker, on the side away from the wand, such that the proximal centre -> joint
+    centre line is perpendicular to the joint centre -> lateral marker line (Davis et al. 1991, Hum Mov Sci
+    10:575-587). Arrays ``(..., 3)`` in metres; NaN where an input is missing."""
+    lat = np.asarray(lateral, np.float64)
+    a = np.asarray(proximal, np.float64) - lat
+    with np.errstate(invalid="ignore", divide="ignore"):
+        length = np.linalg.norm(a, axis=-1, keepdims=True)
+        e1 = a / length
+        w = np.asarray(wand, np.float64) - lat
+        w = w - np.sum(w * e1, axis=-1, keepdims=True) * e1
+        e2 = w / np.linalg.norm(w, axis=-1, keepdims=True)
+        cos = np.clip(offset_m / length, -1.0, 1.0)
+    sin = np.sqrt(1.0 - cos**2)
+    return np.asarray(lat + offset_m * (cos * e1 - sin * e2), np.float64)
+
+
+def _visible(data: MarkerData | None, label: str | None) -> bool:
+    return (
+        data is not None
+        and label is not None
+        and label in data.markers
+        and bool(np.isfinite(data.markers[label]).all(axis=1).any())
+    )
+
+
+def _counts(data: MarkerData) -> dict[str, int]:
+    return {k: int(np.isfinite(v).all(axis=1).sum()) for k, v in data.markers.items()}
+
+
+def _same_labels(static: MarkerData, run: MarkerData) -> MarkerData:
+    """The static trial with each label written as the run writes it when they differ only in subject prefix,
+    case or separators (``Runner:LASI`` / ``LASI``)."""
+    by_norm = {normalise_label(lab): lab for lab in run.markers}
+    renamed = {by_norm.get(normalise_label(k), k): v for k, v in static.markers.items()}
+    return static if renamed.keys() == static.markers.keys() else replace(static, markers=renamed)
+
+
+def _width_offset_m(
+    trials: Sequence[MarkerData], side: str, joint: str, medial: tuple[FloatArray, FloatArray] | None
+) -> tuple[float, str]:
+    """Half the knee or ankle width plus the marker radius (m) for the chord function, and where it came from:
+    the file's ``PROCESSING`` parameters, the static trial's medial marker, or the default."""
+    s = _SIDE_PREFIX[side]
+    long = "Left" if side == "left" else "Right"
+    for data in trials:
+        h = data.header
+        width = h.get(f"PROCESSING:{s}{joint}Width") or h.get(f"PROCESSING:{long}{joint}Width")
+        if width:
+            marker = h.get("PROCESSING:MarkerDiameter", (str(DEFAULT_MARKER_DIAMETER_MM),))
+            mm = float(width[0]) + float(marker[0])
+            if mm > 0:
+                return mm / 2000.0, f"{s}{joint}Width {float(width[0]):.0f} mm from the file"
+    if medial is not None:
+        d = float(np.linalg.norm(medial[0] - medial[1]))
+        return d / 2.0, f"{joint.lower()} width {1000 * d:.0f} mm between the static trial's markers"
+    mm = (DEFAULT_KNEE_WIDTH_MM if joint == "Knee" else DEFAULT_ANKLE_WIDTH_MM) + DEFAULT_MARKER_DIAMETER_MM
+    return (
+        mm / 2000.0,
+        f"{joint.lower()} width ASSUMED {mm - DEFAULT_MARKER_DIAMETER_MM:.0f} mm (not in the file)",
+    )
+
+
+#: the roles in words, for the errors
+_ROLE_WORDS = {
+    "HJC": "hip joint-centre channel", "KJC": "knee joint-centre channel",
+    "AJC": "ankle joint-centre channel",
+    "KNEE": "lateral knee marker", "KNEE_MED": "medial knee marker", "ANKLE": "lateral ankle marker",
+    "ANKLE_MED": "medial ankle marker", "HEEL": "heel marker", "TOE": "toe marker", "THI": "thigh wand",
+    "TIB": "tibia wand",
+}  # fmt: skip
+
+
+class _Builder:
+    """Joint centres from roles: each landmark is taken from the run when it is there (its gaps bridged by
+    the static calibration), else carried from the static trial by its segment's cluster."""
+
+    def __init__(self, run: MarkerData, static: MarkerData | None, hjc_method: str) -> None:
+        self.run, self.static, self.hjc_method = run, static, hjc_method
+        self.rr = assign_roles(run.labels, _counts(run))
+        self.sr = assign_roles(static.labels, _counts(static)) if static is not None else None
+        self.carried: dict[str, dict[str, FloatArray]] = {}
+        self.why_not: dict[str, str] = {}
+        self.residuals: dict[str, FloatArray] = {}
+        self.relabelled: dict[str, dict[str, str]] = {}
+        self.notes: list[str] = []
+        for roles, what in ((self.rr, "run"), (self.sr, "static trial")):
+            if roles is None:
+                continue
+            for role, others in roles.duplicates.items():
+                self.notes.append(
+                    f"{what}: {role} taken from {roles.single[role]} (also matched: {', '.join(others)})"
+                )
+
+    def segment(self, seg: str, extra: Mapping[str, FloatArray] | None = None) -> dict[str, FloatArray]:
+        """The static landmarks of ``seg`` carried into the run by its tracking cluster (cached; empty when
+        there is no static trial or no cluster of 3 markers seen in both trials)."""
+        if seg in self.carried:
+            return self.carried[seg]
+        self.carried[seg] = {}
+        if self.static is None or self.sr is None:
+            self.why_not[seg] = "no static trial"
+            return {}
+        jc = {lab for key, lab in self.sr.single.items() if key.split(".")[-1] in JOINT_CENTRE_ROLES}
+        cluster = [
+            m
+            for m in self.rr.members(seg)
+            if m not in jc and _visible(self.static, m) and _visible(self.run, m)
+        ]
+        if len(cluster) < 3:
+            self.why_not[seg] = (
+                f"the {seg} cluster needs at least 3 markers seen in both the run and the static trial "
+                f"(found {', '.join(cluster) or 'none'})"
+            )
+            return {}
+        landmarks = [
+            lab
+            for key, lab in self.sr.single.items()
+            if lab in self.sr.members(seg) and _visible(self.static, lab)
+        ]
+        calib = calibrate_segment(self.static, seg, cluster, landmarks, extra=extra)
+        labels = match_cluster_labels(self.run, calib)
+        swaps = {a: b for a, b in zip(calib.cluster, labels, strict=True) if a != b}
+        if swaps:
+            self.relabelled[seg] = swaps
+        self.carried[seg], self.residuals[seg] = track_segment(self.run, calib, labels)
+        return self.carried[seg]
+
+    def point(self, seg: str, key: str) -> tuple[FloatArray | None, str]:
+        """A role's trajectory: the run's marker (gaps filled from the static calibration), else the static
+        trial's landmark carried by the segment cluster. (None, why) when neither exists."""
+        run_label = self.rr.get(key)
+        static_label = self.sr.get(key) if self.sr is not None else None
+        carried = self.segment(seg).get(static_label) if static_label is not None else None
+        if _visible(self.run, run_label):
+            assert run_label is not None
+            label = self.relabelled.get(seg, {}).get(run_label, run_label)
+            xyz = self.run.markers[label].copy()
+            if carried is not None:
+                missing = ~np.isfinite(xyz).all(axis=1)
+                xyz[missing] = carried[missing]
+            return xyz, run_label
+        if carried is not None:
+            return carried, f"{static_label} (static trial, carried by the {seg} cluster)"
+        if static_label is not None:
+            return None, f"{static_label} is only in the static trial and {self.why_not.get(seg, '')}"
+        return None, f"no {_ROLE_WORDS.get(key.split('.')[-1], key)} ({key.replace('.', '')})"
+
+    def pelvis_markers(
+        self, data: MarkerData, roles: Roles, static: bool
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None:
+        def get(key: str) -> FloatArray | None:
+            label = roles.get(key)
+            if not _visible(data, label):
+                return None
+            assert label is not None
+            return _static_position(data, label) if static else data.markers[label]
+
+        r_asis, l_asis = get("R.ASIS"), get("L.ASIS")
+        r_psis, l_psis = get("R.PSIS"), get("L.PSIS")
+        if r_psis is None or l_psis is None:
+            r_psis = l_psis = get("SACR")
+        if r_asis is None or l_asis is None or r_psis is None or l_psis is None:
+            return None
+        return r_asis, l_asis, r_psis, l_psis
+
+    def hips(self) -> tuple[dict[str, FloatArray], dict[str, str]]:
+        joints: dict[str, FloatArray] = {}
+        methods: dict[str, str] = {}
+        extra: dict[str, FloatArray] = {}
+        static_jc = self.sr is not None and all(_visible(self.static, self.sr.get(f"{s}.HJC")) for s in "LR")
+        if self.static is not None and self.sr is not None and not static_jc:
+            pelvis = self.pelvis_markers(self.static, self.sr, static=True)
+            if pelvis is not None:
+                r_hjc, l_hjc = hip_joint_centres(*pelvis, method=self.hjc_method)
+                extra = {"R.HJC (regression)": r_hjc, "L.HJC (regression)": l_hjc}
+        carried = self.segment("pelvis", extra) if self.static is not None else {}
+        per_frame = None
+        for side, s in _SIDE_PREFIX.items():
+            xyz, how = self.point("pelvis", f"{s}.HJC")
+            if xyz is None and f"{s}.HJC (regression)" in carried:
+                xyz = carried[f"{s}.HJC (regression)"]
+                how = f"{self.hjc_method.title()} regression on the static pelvis, carried by its cluster"
+            if xyz is None:
+                if per_frame is None:
+                    markers = self.pelvis_markers(self.run, self.rr, static=False)
+                    per_frame = (
+                        None if markers is None else hip_joint_centres(*markers, method=self.hjc_method)
+                    )
+                if per_frame is not None:
+                    xyz = per_frame[0] if side == "right" else per_frame[1]
+                    how = f"{self.hjc_method.title()} regression on the run's pelvis markers, every frame"
+                else:
+                    how = f"no hip joint-centre channel ({s}HJC) and no {s}ASIS + {s}PSIS/SACR markers"
+            if xyz is not None:
+                joints[f"{side}_hip"] = xyz
+            methods[f"{side}_hip"] = how
+        return joints, methods
+
+    def distal(
+        self,
+        side: str,
+        seg: str,
+        roles: tuple[str, str, str, str],
+        width: str,
+        proximal: FloatArray | None,
+    ) -> tuple[FloatArray | None, str]:
+        """Knee (``seg`` thigh) or ankle (shank) centre: a joint-centre channel, else the midpoint of the
+        lateral and medial markers, else the chord function from the lateral and wand markers."""
+        s = _SIDE_PREFIX[side]
+        jc, lat, med, wand = roles
+        xyz, how = self.point(f"{s}.{seg}", f"{s}.{jc}")
+        if xyz is not None:
+            return xyz, how
+        reasons = [how]
+        lateral, how_l = self.point(f"{s}.{seg}", f"{s}.{lat}")
+        medial, how_m = self.point(f"{s}.{seg}", f"{s}.{med}")
+        if lateral is not None and medial is not None:
+            return 0.5 * (lateral + medial), f"midpoint of {how_l} and {how_m}"
+        reasons.append(how_m if lateral is not None else how_l)
+        wand_label = self.rr.get(f"{s}.{wand}")
+        if lateral is not None and proximal is not None and _visible(self.run, wand_label):
+            assert wand_label is not None
+            static_pair = None
+            if (
+                self.sr is not None
+                and _visible(self.static, self.sr.get(f"{s}.{lat}"))
+                and _visible(self.static, self.sr.get(f"{s}.{med}"))
+            ):
+                assert self.static is not None
+                static_pair = (
+                    _static_position(self.static, self.sr.single[f"{s}.{lat}"]),
+                    _static_position(self.static, self.sr.single[f"{s}.{med}"]),
+                )
+            trials = [self.run] + ([self.static] if self.static is not None else [])
+            offset, source = _width_offset_m(trials, side, width, static_pair)
+            if "ASSUMED" in source:
+                self.notes.append(f"{side} {source}")
+            centre = chord_joint_centre(proximal, lateral, self.run.markers[wand_label], offset)
+            return centre, f"chord function from {how_l} and {wand_label} ({source})"
+        if lateral is not None:
+            reasons.append(f"no {_ROLE_WORDS[wand]} ({s}{wand}) for the chord function")
+        return None, "; ".join(r for r in reasons if r)
+
+    def build(self) -> JointCentres:
+        joints, methods = self.hips()
+        if "left_hip" in joints and "right_hip" in joints:
+            joints["pelvis"] = 0.5 * (joints["left_hip"] + joints["right_hip"])
+            methods["pelvis"] = "midpoint of the hip joint centres"
+        for side, s in _SIDE_PREFIX.items():
+            knee, methods[f"{side}_knee"] = self.distal(
+                side, "thigh", ("KJC", "KNEE", "KNEE_MED", "THI"), "Knee", joints.get(f"{side}_hip")
+            )
+            if knee is not None:
+                joints[f"{side}_knee"] = knee
+            ankle, methods[f"{side}_ankle"] = self.distal(
+                side, "shank", ("AJC", "ANKLE", "ANKLE_MED", "TIB"), "Ankle", knee
+            )
+            if ankle is not None:
+                joints[f"{side}_ankle"] = ankle
+            for joint, role in (("heel", "HEEL"), ("toe", "TOE")):
+                xyz, how = self.point(f"{s}.foot", f"{s}.{role}")
+                methods[f"{side}_{joint}"] = how
+                if xyz is not None:
+                    joints[f"{side}_{joint}"] = xyz
+        self.upper_body(joints, methods)
+        missing = [j for j in ESSENTIAL_JOINTS if j not in joints]
+        if missing:
+            raise InputError(self.missing_message(missing, methods))
+        return JointCentres(
+            joints=joints,
+            residuals=self.residuals,
+            relabelled=self.relabelled,
+            methods={k: v for k, v in methods.items() if k in joints},
+            marker_set=describe_marker_set(self.rr, self.sr),
+            notes=tuple(self.notes),
+        )
+
+    def upper_body(self, joints: dict[str, FloatArray], methods: dict[str, str]) -> None:
+        """Plug-in-Gait full-body markers standing for the upper-body joints (no joint-centre model)."""
+
+        def mean_of(labels: Sequence[str | None]) -> FloatArray | None:
+            if not labels or not all(_visible(self.run, lab) for lab in labels):
+                return None
+            return np.mean([self.run.markers[str(lab)] for lab in labels], axis=0)
+
+        pairs: list[tuple[str, Sequence[str | None]]] = [
+            ("thorax", [self.rr.get("C7"), self.rr.get("CLAV")]),
+            ("head", list(self.rr.lists.get("HEAD", ()))),
+        ]
+        for side, s in _SIDE_PREFIX.items():
+            pairs += [
+                (f"{side}_shoulder", [self.rr.get(f"{s}.SHO")]),
+                (f"{side}_elbow", [self.rr.get(f"{s}.ELB")]),
+                (f"{side}_wrist", list(self.rr.lists.get(f"{s}.WRIST", ()))),
+            ]
+        for joint, labels in pairs:
+            xyz = mean_of(labels)
+            if xyz is not None:
+                joints[joint] = xyz
+                methods[joint] = " + ".join(str(lab) for lab in labels) + " (markers, no joint-centre model)"
+
+    def missing_message(self, missing: Sequence[str], methods: Mapping[str, str]) -> str:
+        def listing(data: MarkerData) -> str:
+            labels = data.labels
+            shown = ", ".join(labels[:30]) + (f" ... ({len(labels)} in all)" if len(labels) > 30 else "")
+            return f"{Path(data.source).name} ({len(labels)} markers: {shown})"
+
+        detail = "; ".join(f"{j.replace('_', ' ')}: {methods.get(j, 'not found')}" for j in missing)
+        static = listing(self.static) if self.static is not None else "none given (--static)"
+        return (
+            f"{self.run.source}: cannot build the {', '.join(j.replace('_', ' ') for j in missing)} joint "
+            f"centre(s) ({detail}). Expected one of the marker sets: {' | '.join(SUPPORTED_MARKER_SETS)}. "
+            f"Found: run {listing(self.run)}; static trial: {static}"
+        )
+
+
+def lab_joint_centres(
+    run: MarkerData,
+    static: MarkerData | None = None,
+    *,
+    hjc_method: str = "harrington",
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+) -> JointCentres:
+    """Joint centres of a running trial in any supported marker set (roles from
+    :func:`services.kinematics.markersets.assign_roles`), calibrated on the subject's static trial when given.
+
+    * **hips**: hip joint-centre channels (run, else static carried by the pelvis cluster), else the
+      regression (:func:`hip_joint_centres`) on the static trial's ASIS/PSIS (SACR for both PSIS) carried by
+      the pelvis cluster, else the regression on the run's pelvis markers in every frame; pelvis = their
+      midpoint.
+    * **knees / ankles**: joint-centre channels (``LKJC``, ``LAJC``: run, else static carried by the thigh /
+      shank cluster), else the midpoint of the lateral and medial epicondyle / malleolus markers (each from
+      the run or carried), else Plug-in-Gait's chord function (:func:`chord_joint_centre`) from the lateral
+      marker, the thigh / tibia wand and the proximal joint centre, with the knee / ankle width from the
+      file's ``PROCESSING`` parameters, the static trial's medial marker, or a default (noted).
+    * **heel, toe**: ``HEEL`` / ``TOE`` markers, run or carried by the foot cluster.
+    * **upper body** (Plug-in-Gait full body): thorax = mean of C7 and CLAV, head = mean of the head markers,
+      shoulders, elbows = the SHO / ELB markers, wrists = mean of WRA and WRB.
+
+    Carrying (CAST): every static landmark of a segment is expressed in the frame of the segment's cluster
+    (its markers seen in both trials, at least 3) and follows the cluster's least-squares rigid pose in each
+    running frame (:func:`track_segment`); cluster labels swapped between the trials are repaired
+    (:func:`match_cluster_labels`). A landmark also present in the run is taken from the run, its gaps filled
+    from the carried position. Raises InputError naming the expected marker sets and the labels found when
+    a hip, knee or ankle cannot be built.
+    """
+    run_f = fill_gaps(run, max_gap_s)
+    static_f = None if static is None else _same_labels(fill_gaps(static, max_gap_s), run_f)
+    return _Builder(run_f, static_f, hjc_method).build()
+
+
+def vertical_axis(joints: Mapping[str, FloatArray]) -> FloatArray:
+    """The lab axis (+-X, +-Y or +-Z) pointing up: the one along which the pelvis stands highest above the
+    ankles (median over frames)."""
+    ankles = [joints[k] for k in ("left_ankle", "right_ankle") if k in joints]
+    if "pelvis" not in joints or not ankles:
+        raise NoValidDataError("the pelvis and an ankle are needed to find the vertical")
+    d = np.nanmedian(joints["pelvis"] - np.mean(ankles, axis=0), axis=0)
+    if not np.isfinite(d).all():
+        raise NoValidDataError("the pelvis and the ankles are never seen together")
+    axis = int(np.argmax(np.abs(d)))
+    up = np.zeros(3)
+    up[axis] = math.copysign(1.0, float(d[axis]))
+    return up
+
+
+def lab_motion(
+    run: MarkerData,
+    static: MarkerData | None = None,
+    *,
+    height_m: float | None = None,
+    treadmill_speed_mps: float | None = None,
+    hjc_method: str = "harrington",
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    lowpass_hz: float | None = None,
+    up: Sequence[float] | None = None,
+    centres: JointCentres | None = None,
+) -> Motion:
+    """A Motion (metres, the lab frame, ``source = "mocap"``) of a running trial in any supported marker set
+    (:func:`lab_joint_centres`; pass ``centres`` when already built). ``up`` defaults to the lab axis found by
+    :func:`vertical_axis` (+Y in the RBDS lab, +Z in most Vicon / QTM labs). ``lowpass_hz`` optionally smooths
+    the joint trajectories with a zero-lag 4th-order Butterworth filter (:func:`lowpass`); by default the
+    reconstructed positions are left unfiltered. With a static trial, the standing foot angle
+    (:func:`standing_foot_angles`) is recorded for the foot strike angle."""
+    jc = centres or lab_joint_centres(run, static, hjc_method=hjc_method, max_gap_s=max_gap_s)
+    joints = jc.joints
+    if lowpass_hz is not None:
+        joints = {k: lowpass(v, run.rate_hz, lowpass_hz) for k, v in joints.items()}
+    up_v = vertical_axis(jc.joints) if up is None else np.asarray(up, np.float64) / np.linalg.norm(up)
+    return Motion(
+        t=np.asarray(run.t, np.float64),
+        joints=joints,
+        up=up_v,
+        metric=True,
+        source="mocap",
+        height_m=height_m,
+        treadmill_speed_mps=treadmill_speed_mps,
+        static_foot_angle_deg={}
+        if static is None
+        else standing_foot_angles(_same_labels(fill_gaps(static, max_gap_s), run), up_v),
+    )
 
 
 def rbds_joint_centres(
@@ -790,54 +1296,12 @@ def rbds_joint_centres(
     hjc_method: str = "harrington",
     max_gap_s: float = DEFAULT_MAX_GAP_S,
 ) -> JointCentres:
-    """Joint centres of an RBDS running trial, calibrated on the subject's static trial.
-
-    See the module docstring for the method. Cluster labels swapped between the static and the running trial
-    are repaired (:func:`match_cluster_labels`) and reported in :attr:`JointCentres.relabelled`. Raises
-    InputError when a marker the method needs is missing.
-    """
-    run_f = fill_gaps(run, max_gap_s)
-    static_f = fill_gaps(static, max_gap_s)
-    joints: dict[str, FloatArray] = {}
-    residuals: dict[str, FloatArray] = {}
-    relabelled: dict[str, dict[str, str]] = {}
-
-    def track(calib: SegmentCalibration) -> dict[str, FloatArray]:
-        labels = match_cluster_labels(run_f, calib)
-        swaps = {a: b for a, b in zip(calib.cluster, labels, strict=True) if a != b}
-        if swaps:
-            relabelled[calib.name] = swaps
-        lms, residuals[calib.name] = track_segment(run_f, calib, labels)
-        return lms
-
-    cluster, _ = RBDS_SEGMENTS["pelvis"]
-    r_asis, l_asis, r_psis, l_psis = (
-        _static_position(static_f, m) for m in ("R.ASIS", "L.ASIS", "R.PSIS", "L.PSIS")
-    )
-    r_hjc, l_hjc = hip_joint_centres(r_asis, l_asis, r_psis, l_psis, method=hjc_method)
-    lms = track(calibrate_segment(static_f, "pelvis", cluster, extra={"R.HJC": r_hjc, "L.HJC": l_hjc}))
-    joints["right_hip"], joints["left_hip"] = lms["R.HJC"], lms["L.HJC"]
-    joints["pelvis"] = 0.5 * (lms["R.HJC"] + lms["L.HJC"])
-
-    for side, s in _SIDE_PREFIX.items():
-        seg: dict[str, dict[str, FloatArray]] = {}
-        for name in ("thigh", "shank", "foot"):
-            cl, lm = RBDS_SEGMENTS[name]
-            landmarks = [m.format(s=s) for m in lm]
-            if name == "foot":  # a tracking marker, reconstructed too to stand in where it is missing
-                landmarks.append(f"{s}.Heel.Bottom")
-            seg[name] = track(
-                calibrate_segment(static_f, f"{s}.{name}", [m.format(s=s) for m in cl], landmarks)
-            )
-        joints[f"{side}_knee"] = 0.5 * (seg["thigh"][f"{s}.Knee"] + seg["thigh"][f"{s}.Knee.Medial"])
-        joints[f"{side}_ankle"] = 0.5 * (seg["shank"][f"{s}.Ankle"] + seg["shank"][f"{s}.Ankle.Medial"])
-        joints[f"{side}_toe"] = seg["foot"][f"{s}.MT2"]
-        heel_label = relabelled.get(f"{s}.foot", {}).get(f"{s}.Heel.Bottom", f"{s}.Heel.Bottom")
-        heel = run_f.markers.get(heel_label, np.full((run_f.n_frames, 3), np.nan)).copy()
-        missing = ~np.isfinite(heel).all(axis=1)
-        heel[missing] = seg["foot"][f"{s}.Heel.Bottom"][missing]
-        joints[f"{side}_heel"] = heel
-    return JointCentres(joints=joints, residuals=residuals, relabelled=relabelled)
+    """Joint centres of an RBDS running trial (Fukuchi et al. 2017), calibrated on the subject's static
+    trial: :func:`lab_joint_centres` on the RBDS marker set (hips by Harrington on the static pelvis carried
+    by the six pelvis markers, knees and ankles as epicondyle and malleolus midpoints carried by the thigh and
+    shank clusters, toe = ``MT2`` carried by the foot cluster, heel = ``Heel.Bottom``; RBDS001's swapped
+    ``R.MT1`` / ``R.MT5`` labels are repaired and reported in :attr:`JointCentres.relabelled`)."""
+    return lab_joint_centres(run, static, hjc_method=hjc_method, max_gap_s=max_gap_s)
 
 
 def rbds_motion(
@@ -850,39 +1314,32 @@ def rbds_motion(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     lowpass_hz: float | None = None,
 ) -> Motion:
-    """A Motion (metres, lab frame +X anterior, +Y up, +Z right; ``up = (0, 1, 0)``, ``source = "mocap"``) of
-    an RBDS running trial from its markers and the subject's static trial.
-
-    Joints: pelvis, left/right hip, knee, ankle, heel and toe (see the module docstring for how each is
-    found). ``lowpass_hz`` optionally smooths the joint trajectories with a zero-lag 4th-order Butterworth
-    filter (:func:`lowpass`); by default the reconstructed positions are left unfiltered.
-    """
-    joints = rbds_joint_centres(run, static, hjc_method=hjc_method, max_gap_s=max_gap_s).joints
-    if lowpass_hz is not None:
-        joints = {k: lowpass(v, run.rate_hz, lowpass_hz) for k, v in joints.items()}
-    up = np.array([0.0, 1.0, 0.0])
-    return Motion(
-        t=np.asarray(run.t, np.float64),
-        joints=joints,
-        up=up,
-        metric=True,
-        source="mocap",
+    """A Motion of an RBDS running trial (:func:`lab_motion`; the RBDS lab frame is +X anterior, +Y up, +Z
+    right, so ``up = (0, 1, 0)``). Joints: pelvis, left/right hip, knee, ankle, heel and toe."""
+    return lab_motion(
+        run,
+        static,
         height_m=height_m,
         treadmill_speed_mps=treadmill_speed_mps,
-        static_foot_angle_deg=standing_foot_angles(fill_gaps(static, max_gap_s), up),
+        hjc_method=hjc_method,
+        max_gap_s=max_gap_s,
+        lowpass_hz=lowpass_hz,
     )
 
 
 def standing_foot_angles(static: MarkerData, up: FloatArray) -> dict[str, float]:
-    """Per side, the angle (deg) of the foot line used for the foot strike angle (heel bottom -> second
-    metatarsal head marker, as :func:`rbds_joint_centres` tracks it) above the horizontal while standing:
-    the offset the foot strike angle is measured from (Altman & Davis 2012). Median over the static trial;
-    a side whose markers are missing is left out."""
+    """Per side, the angle (deg) of the foot line used for the foot strike angle (the ``HEEL`` -> ``TOE``
+    markers of :func:`lab_joint_centres`: RBDS heel bottom -> second metatarsal head, Plug-in-Gait LHEE ->
+    LTOE) above the horizontal while standing: the offset the foot strike angle is measured from (Altman &
+    Davis 2012). Median over the static trial; a side whose markers are missing is left out."""
+    roles = assign_roles(static.labels)
     out: dict[str, float] = {}
     for side, s in _SIDE_PREFIX.items():
-        if f"{s}.Heel.Bottom" not in static.markers or f"{s}.MT2" not in static.markers:
+        heel, toe = roles.get(f"{s}.HEEL"), roles.get(f"{s}.TOE")
+        if not (_visible(static, heel) and _visible(static, toe)):
             continue
-        foot = np.nanmedian(static.marker(f"{s}.MT2") - static.marker(f"{s}.Heel.Bottom"), axis=0)
+        assert heel is not None and toe is not None
+        foot = np.nanmedian(static.marker(toe) - static.marker(heel), axis=0)
         rise = float(foot @ up)
         if np.isfinite(rise):
             out[side] = math.degrees(math.atan2(rise, float(np.linalg.norm(foot - rise * up))))
