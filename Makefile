@@ -5,9 +5,10 @@ SHARED ?= ../shared
 VIDEO  ?= $(SHARED)/data/running-treadmill-phone/IMG_5396.mp4
 OUT    ?= out/demo
 PRESET ?= thunder
+MODEL_THREADS ?= 1
 BIN    := $(VENV)/bin
 
-.PHONY: venv demo test check bench faults triton up down proto clean
+.PHONY: venv demo test check bench faults capacity triton up down proto clean
 
 $(BIN)/gaitway: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +37,15 @@ bench: venv
 faults: venv
 	GAITWAY_SHARED_DIR=$(SHARED) GAITWAY_MODELS_DIR=$(SHARED)/models:$(SHARED)/reference $(BIN)/python loadtests/faults.py --out loadtests/results/faults.json
 
+capacity: venv
+	GAITWAY_SHARED_DIR=$(SHARED) $(BIN)/python loadtests/capacity.py --out loadtests/results/capacity.json
+
 triton: venv
 	$(BIN)/python -m export.repository --out out/triton-repo --preset $(PRESET) --models-dir $(SHARED)/models:$(SHARED)/reference
 	$(BIN)/python -m services.pose.triton serve --repository out/triton-repo
 
 up: venv
-	GAITWAY_MODELS_DIR=$(SHARED)/models:$(SHARED)/reference $(BIN)/python -m gateway.stack up --preset $(PRESET)
+	GAITWAY_MODELS_DIR=$(SHARED)/models:$(SHARED)/reference $(BIN)/python -m gateway.stack up --preset $(PRESET) --model-threads $(MODEL_THREADS)
 
 down: venv
 	$(BIN)/python -m gateway.stack down

@@ -16,7 +16,8 @@ reflection. Every Analysis call goes through one interceptor that
 Uploads (``AnalyzeVideo``) and results go through :class:`gateway.jobs.JobManager`, like the HTTP API.
 ``StreamFrames`` runs a :class:`gateway.live.LiveSession` per call on its own worker thread, with a queue
 of at most ``settings.stream_max_inflight_frames`` frames between the network reader and that worker;
-when it is full the oldest waiting frame is dropped (and reported) for the newest.
+when it is full the oldest waiting frame is dropped (and reported) for the newest. Window analyses (the
+steps) run on a second thread of the call, so frames go on being answered meanwhile.
 """
 
 from __future__ import annotations
@@ -293,7 +294,9 @@ class _Waiting:
 class LiveStream:
     """One StreamFrames call: a reader task moves frames from the network into a bounded queue; the
     answering loop (:meth:`run`) analyses them one at a time on a private worker thread, so the event loop
-    never waits on inference and the session's frames stay in order.
+    never waits on inference and the session's frames stay in order. Window analyses (steps, every
+    ``metrics_every_s`` of stream time) run on a second private thread, one at a time, while frames go on
+    being answered; their steps are sent as soon as they are known.
 
     Answers come in ``seq`` order: when the queue is full the oldest waiting frame is dropped, so every
     drop reported before a frame's keypoints concerns an earlier frame, and every drop reported after
@@ -318,6 +321,8 @@ class LiveStream:
         self._reader_done = False
         self._reader_error: BaseException | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gaitway-live")
+        self._steps_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gaitway-live-steps")
+        self._analysing: asyncio.Future[list[StepOut]] | None = None  # the window analysis running
         self.received = 0
         self.analysed = 0
         self.dropped = 0
@@ -325,8 +330,24 @@ class LiveStream:
 
     async def _in_worker(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on this stream's worker thread, in the caller's context (request id for logs)."""
+        return await self._submit(self._executor, fn)
+
+    def _submit(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> asyncio.Future[T]:
         ctx = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, fn)
+        return asyncio.get_running_loop().run_in_executor(executor, ctx.run, fn)
+
+    def _analyse_window(self, session: LiveSession) -> None:
+        """Start the window analysis that is due, unless one is running (call between frames)."""
+        if self._analysing is not None:
+            return
+        window = session.take_window()
+        if window is not None:
+            self._analysing = self._submit(self._steps_executor, partial(session.steps_of, window))
+            self._analysing.add_done_callback(lambda _: self._wakeup.set())
+
+    def _step_messages(self, steps: list[StepOut]) -> list[pb.FrameOut]:
+        self.steps += len(steps)
+        return [_step_message(step) for step in steps]
 
     async def _read(self) -> None:
         try:
@@ -368,6 +389,10 @@ class LiveStream:
                     raise self._reader_error
                 while self._dropped:
                     yield self._dropped.pop(0)
+                if self._analysing is not None and self._analysing.done():
+                    analysed, self._analysing = self._analysing, None
+                    for message in self._step_messages(analysed.result()):
+                        yield message
                 if not self._waiting:
                     if self._reader_done:
                         break
@@ -385,12 +410,16 @@ class LiveStream:
                 latency_s = time.perf_counter() - item.received
                 self._telemetry.stream_frame_seconds.observe(latency_s)
                 yield _keypoints_message(item.seq, frame, latency_s * 1000, inference_ms)
-                for step in await self._in_worker(session.new_steps):  # every metrics_every_s of stream
-                    self.steps += 1
-                    yield _step_message(step)
-            for step in await self._in_worker(partial(session.new_steps, final=True)):
-                self.steps += 1
-                yield _step_message(step)
+                self._analyse_window(session)  # every metrics_every_s of stream, beside the frames
+            if self._analysing is not None:
+                analysed, self._analysing = self._analysing, None
+                for message in self._step_messages(await analysed):
+                    yield message
+            last = session.take_window(final=True)
+            if last is not None:
+                steps = await self._submit(self._steps_executor, partial(session.steps_of, last))
+                for message in self._step_messages(steps):
+                    yield message
             summary = await self._in_worker(session.summary)
             yield pb.FrameOut(
                 summary=pb.StreamSummary(
@@ -407,10 +436,14 @@ class LiveStream:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
             try:
+                if self._analysing is not None:  # the session closes after its window analysis
+                    with contextlib.suppress(Exception):
+                        await self._analysing
                 if session is not None:  # runs after a frame still in analysis on the worker thread
                     await self._in_worker(session.close)
             finally:
                 self._executor.shutdown(wait=False)
+                self._steps_executor.shutdown(wait=False)
 
 
 def _analyse(session: LiveSession, item: _Waiting) -> tuple[LiveFrame, float]:

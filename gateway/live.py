@@ -15,12 +15,18 @@ on where the window ends; a step striking within ``_LEAD_S`` of the start of a w
 reported from it (the filters there lack the frames before); a strike is never reported twice, however
 slightly the windows place it.
 ``new_steps(final=True)`` at the end of a stream reports the steps still held back.
+
+A window analysis (cleaning, lifting, kinematics: 0.1-0.5 s for a 10 s window on a 2-core CPU) takes
+several frame times. ``new_steps`` is :meth:`LiveSession.take_window` (cheap: which frames, on the thread
+that pushes frames) then :meth:`LiveSession.steps_of` (the analysis, which may run on another thread while
+frames go on being posed), so a server can keep answering frames while a window is analysed.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import time
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -40,7 +46,7 @@ from services.kinematics.schema import KinematicsResponse, StepOut, TimeBaseIn
 from services.pose.backends import PoseBackend
 from services.pose.stages import FramePoser, keep_runner, lift_sequence
 
-__all__ = ["MAX_IMAGE_SIDE", "LiveFrame", "LiveSession", "decode_image"]
+__all__ = ["MAX_IMAGE_SIDE", "LiveFrame", "LiveSession", "Window", "decode_image"]
 
 FloatArray = NDArray[np.float64]
 
@@ -150,14 +156,25 @@ class _Record:
     segment: int  # tracker segment id, -1 when no runner
 
 
+@dataclass(frozen=True)
+class Window:
+    """The frames one window analysis looks at (taken by :meth:`LiveSession.take_window`)."""
+
+    records: tuple[_Record, ...]
+    final: bool
+
+
 class LiveSession:
-    """One live stream. Not thread-safe: one caller pushes frames in order.
+    """One live stream. One caller pushes frames in order.
 
     ``push`` answers each frame's 2D pose; ``new_steps`` (cheap to call after every frame: it computes
     only every ``metrics_every_s`` seconds of stream time, on the last ``window_s`` seconds) returns the
     steps completed since its last answer. ``settle_s``: how long after a step's stride ends it is
     reported. Frames are posed at the spec's long side (larger ones are downscaled first, as offline);
     keypoints and boxes come back in the pixels of the image as sent.
+
+    Threads: ``push`` and ``take_window`` on one thread (or never at the same time); ``steps_of`` may run
+    on another thread while frames are pushed, one call at a time, in the order the windows were taken.
     """
 
     def __init__(
@@ -201,6 +218,8 @@ class LiveSession:
         self._reported_t = -math.inf  # strike time of the last step reported
         self._reported = 0
         self._cadences: list[float] = []  # of the reported steps whose cadence the summaries would use
+        self._windows = 0  # window analyses run
+        self._window_s = 0.0  # seconds spent in them
         self._closed = False
 
     # -- frames ------------------------------------------------------------------------------------------
@@ -276,24 +295,44 @@ class LiveSession:
         """The steps completed since the last answer, each reported once, in stream order; ``[]`` until
         ``metrics_every_s`` seconds of stream time have passed since the last kinematics run, and while
         the window holds no complete step. ``final=True``: run now and report every step found (the end
-        of the stream). Event indices are stream frame indices."""
-        if self._metrics_t is None or not self._window:
-            return []
-        if not final and self._last_t - self._metrics_t < self.metrics_every_s:
-            return []
+        of the stream). Event indices are stream frame indices. Same as :meth:`take_window` then
+        :meth:`steps_of`."""
+        window = self.take_window(final=final)
+        return [] if window is None else self.steps_of(window)
+
+    @property
+    def steps_due(self) -> bool:
+        """Whether ``metrics_every_s`` seconds of stream time have passed since the last window taken."""
+        return self._metrics_t is not None and self._last_t - self._metrics_t >= self.metrics_every_s
+
+    def take_window(self, *, final: bool = False) -> Window | None:
+        """The frames a window analysis should look at now (a copy; cheap), or None when none is due
+        (``final=True``: whenever the window holds frames). Call on the thread that pushes frames."""
+        if self._metrics_t is None or not self._window or not (final or self.steps_due):
+            return None
         self._metrics_t = self._last_t
+        return Window(tuple(self._window), final)
+
+    def steps_of(self, window: Window) -> list[StepOut]:
+        """The steps of ``window`` not reported before (see :meth:`new_steps`). Thread-safe with
+        :meth:`push`; call for the windows in the order they were taken."""
+        start = time.perf_counter()
         try:
-            response = self._analyze_window()
+            response = self._analyze_window(window.records)
         except InputError:  # too short yet, nobody in view, ...: no steps for now
             return []
-        end = self._window[-1].t - self.settle_s
-        first = self._window[0].index
-        begin = self._window[0].t + _LEAD_S if first > 0 else -math.inf
+        finally:
+            self._windows += 1
+            self._window_s += time.perf_counter() - start
+        records = window.records
+        end = records[-1].t - self.settle_s
+        first = records[0].index
+        begin = records[0].t + _LEAD_S if first > 0 else -math.inf
         out: list[StepOut] = []
         for step in sorted(response.steps, key=lambda s: s.strike.t):
             if step.strike.t <= self._reported_t + _SAME_STRIKE_S or step.strike.t < begin:
                 continue
-            if not (final or _settled(step, end)):
+            if not (window.final or _settled(step, end)):
                 break  # this step and the later ones wait for more frames
             out.append(_rebased(step, first))
             self._reported_t = step.strike.t
@@ -303,12 +342,11 @@ class LiveSession:
                 self._cadences.append(cadence)
         return out
 
-    def _analyze_window(self) -> KinematicsResponse:
+    def _analyze_window(self, records: tuple[_Record, ...]) -> KinematicsResponse:
         """The window's steps: :func:`~services.pose.stages.keep_runner`, then
         :func:`~gateway.core.running_metrics` on :func:`~services.pose.stages.lift_sequence`, as an offline
         analysis of the same frames does."""
         assert self._size is not None
-        records = list(self._window)
         if len(records) < 2:
             raise InputError("the window holds fewer than two frames")
         raw, _, _ = keep_runner(
@@ -337,12 +375,21 @@ class LiveSession:
         return len(self._window)
 
     def summary(self) -> dict[str, Any]:
+        """Counts of the stream so far, and where its time went (``timing_ms``: mean milliseconds per
+        detector call, per frame in the 2D model (retries included) and per window analysis)."""
+        times, detections = self._poser.times, self._poser.tracker.detections
         return {
             "frames": self._frames,
             "frames_with_pose": self._with_pose,
-            "detections": self._poser.tracker.detections,
+            "detections": detections,
             "steps": self._reported,
             "cadence_spm": round(float(np.mean(self._cadences)), 2) if self._cadences else None,
+            "timing_ms": {
+                "detect_per_call": _ms(times.detect, detections),
+                "pose2d_per_frame": _ms(times.pose2d, self._frames),
+                "window_analyses": self._windows,
+                "window_per_analysis": _ms(self._window_s, self._windows),
+            },
         }
 
     def close(self) -> None:
@@ -357,6 +404,10 @@ class LiveSession:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _ms(seconds: float, count: int) -> float | None:
+    return round(seconds / count * 1000, 2) if count else None
 
 
 def _settled(step: StepOut, end: float) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.argtypes import positive_int
 from services.errors import GaitwayError, ServiceUnavailableError
 from services.pose.triton import free_port
 from services.settings import Settings
@@ -78,9 +79,13 @@ class LocalStack:
         ports: Ports | None = None,
         env: dict[str, str] | None = None,
         python: str = sys.executable,
+        model_threads: int = 1,
     ) -> None:
+        """``model_threads``: onnxruntime threads per Triton model instance (2 lets MoveNet Thunder answer
+        a 30 fps live stream on a 2-core machine, see the README's live-streaming figures)."""
         self.root = root.resolve()
         self.preset = preset
+        self.model_threads = model_threads
         self.models_dir = models_dir
         self.ports = ports or Ports()
         self.extra_env = env or {}
@@ -122,6 +127,7 @@ class LocalStack:
         self.keys_file.write_text(f"local-dev:{self.api_key}\n")
         self.keys_file.chmod(0o600)
         cmd = [self.python, "-m", "export.repository", "--out", str(self.repository), "--preset", self.preset]
+        cmd += ["--threads", str(self.model_threads)]
         if self.models_dir:
             cmd += ["--models-dir", self.models_dir]
         done = subprocess.run(cmd, capture_output=True, text=True, env=self._env(), check=False)
@@ -290,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("--models-dir", default=Settings().models_dir)
     u.add_argument("--http-port", type=int, default=8080)
     u.add_argument("--grpc-port", type=int, default=50051)
+    u.add_argument(
+        "--model-threads", type=positive_int, default=1, help="onnxruntime threads per Triton model instance"
+    )
     d = sub.add_parser("down", help="stop the stack started by `up`")
     d.add_argument("--dir", type=Path, default=Path("out/stack"))
     args = p.parse_args(argv)
@@ -306,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset=args.preset,
         models_dir=args.models_dir,
         ports=Ports(http=args.http_port, grpc=args.grpc_port),
+        model_threads=args.model_threads,
     )
     try:
         stack.up()

@@ -736,19 +736,22 @@ def test_gpu_overlay_requests_gpus_and_scales_triton_on_its_queue_metric() -> No
     )
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton"}
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "triton_queue_compute_ratio"
+    metrics = {m["pods"]["metric"]["name"]: m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+    assert set(metrics) == {"triton_queue_compute_ratio", "triton_request_ms"}
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
     assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1
     # the adapter rule that serves the metric computes it from Triton's queue and compute times
     values = yaml.safe_load((K8S / "components/autoscaling/prometheus-adapter-values.yaml").read_text())
-    (rule,) = [r for r in values["rules"]["custom"] if r["name"]["as"] == "triton_queue_compute_ratio"]
-    query = rule["metricsQuery"]
+    rules = {r["name"]["as"]: r["metricsQuery"] for r in values["rules"]["custom"]}
+    assert set(metrics) <= set(rules)
+    query = rules["triton_queue_compute_ratio"]
     assert (
         query.index("nv_inference_queue_duration_us")
         < query.index("/")
         < query.index("nv_inference_compute_infer_duration_us")
     )
+    query = rules["triton_request_ms"]  # per request: duration over the count of requests
+    assert query.index("nv_inference_request_duration_us") < query.index("nv_inference_request_success")
     # nothing sets the replica counts the HPAs own
     for d in docs:
         if d["kind"] == "Deployment":
@@ -760,10 +763,10 @@ def test_keda_replaces_the_triton_hpa() -> None:
     assert "triton" not in {d["metadata"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
     (scaled,) = [d for d in docs if d["kind"] == "ScaledObject"]
     assert scaled["spec"]["scaleTargetRef"]["name"] == "triton"
-    (trigger,) = scaled["spec"]["triggers"]
-    assert (
-        trigger["type"] == "prometheus" and "nv_inference_queue_duration_us" in trigger["metadata"]["query"]
-    )
+    ratio, latency = scaled["spec"]["triggers"]  # the same two signals as the HPA
+    assert ratio["type"] == latency["type"] == "prometheus"
+    assert "nv_inference_queue_duration_us" in ratio["metadata"]["query"]
+    assert "nv_inference_request_duration_us" in latency["metadata"]["query"]
     behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,34 @@ def live(engine: Engine) -> LiveRun:
     return run
 
 
+@pytest.fixture(scope="module")
+def live_beside(engine: Engine) -> LiveRun:
+    """The clip streamed as the gRPC server streams it: windows analysed on a second thread while the
+    frames go on being pushed, a new window taken only once the previous analysis has finished."""
+    with VideoReader(CLIP, max_long_side=SPEC.options(engine.settings).max_long_side) as reader:
+        run = LiveRun(info=reader.info)
+        with (
+            LiveSession(engine, SPEC, window_s=WINDOW_S, metrics_every_s=1.0) as session,
+            ThreadPoolExecutor(max_workers=1) as steps_thread,
+        ):
+            running: Future[list[StepOut]] | None = None
+            for frame in reader:
+                run.frames.append(session.push(frame.t, frame.image))
+                if running is not None and running.done():
+                    run.steps += running.result()
+                    running = None
+                if running is None and (window := session.take_window()) is not None:
+                    running = steps_thread.submit(session.steps_of, window)
+            if running is not None:
+                run.steps += running.result()
+            last = session.take_window(final=True)
+            assert last is not None
+            run.final = session.steps_of(last)
+            run.steps += run.final
+            run.summary = session.summary()
+    return run
+
+
 def _offline(engine: Engine, pose_workers: int) -> tuple[AnalysisResult, KinematicsResponse]:
     spec = dataclasses.replace(SPEC, pose_workers=pose_workers)
     with engine.backend(engine.models(spec), pose_workers=pose_workers) as backend:
@@ -214,6 +243,26 @@ def test_live_steps_are_the_offline_steps_each_reported_once(
 
 
 @pytest.mark.slow
+def test_windows_analysed_beside_the_frames_give_the_same_steps(
+    live: LiveRun, live_beside: LiveRun, offline_serial: tuple[AnalysisResult, KinematicsResponse]
+) -> None:
+    # the frames are posed as without the second thread
+    for a, b in zip(live.frames, live_beside.frames, strict=True):
+        assert (a.keypoints is None) == (b.keypoints is None)
+        if a.keypoints is not None and b.keypoints is not None:
+            np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-6)
+    # every offline strike reported once, in order, whichever frames each window ended at
+    strikes = np.array([s.strike.t for s in live_beside.steps])
+    assert (np.diff(strikes) > 0.25).all()
+    offline = np.array([s.strike.t for s in offline_serial[1].steps])
+    assert len(strikes) == len(offline)
+    np.testing.assert_allclose(strikes, offline, atol=0.02)
+    timing = live_beside.summary["timing_ms"]
+    assert isinstance(timing, dict)
+    assert timing["window_analyses"] >= 2  # at least one while streaming, then the last
+
+
+@pytest.mark.slow
 def test_steps_are_reported_while_streaming(live: LiveRun) -> None:
     streamed = live.steps[: len(live.steps) - len(live.final)]
     assert len(streamed) >= len(live.steps) - 3
@@ -276,13 +325,12 @@ def test_no_runner_means_no_steps_not_an_error(engine: Engine) -> None:
             assert session.new_steps() == []
         assert session.new_steps(final=True) == []
         assert session.buffered_frames <= 2.0 * 30 + 1
-    assert session.summary() == {
-        "frames": 75,
-        "frames_with_pose": 0,
-        "detections": 75,
-        "steps": 0,
-        "cadence_spm": None,
-    }
+    summary = session.summary()
+    timing = summary.pop("timing_ms")
+    assert summary == {"frames": 75, "frames_with_pose": 0, "detections": 75, "steps": 0, "cadence_spm": None}
+    # every frame ran the detector (nobody found) and no 2D model; a window analysis every 0.5 s of stream
+    assert timing["detect_per_call"] > 0 and timing["pose2d_per_frame"] == 0
+    assert timing["window_analyses"] == 5 and timing["window_per_analysis"] >= 0
 
 
 def test_session_options_are_checked(engine: Engine) -> None:
