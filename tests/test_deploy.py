@@ -268,18 +268,16 @@ def test_kinematics_extra_installs_alone(tmp_path: Path, rbds_body: dict[str, An
 
     port = free_port()
     env = {**os.environ, "GAITWAY_KINEMATICS_HOST": "127.0.0.1", "GAITWAY_KINEMATICS_PORT": str(port)}
-    proc = subprocess.Popen(
-        [str(bin_dir / "gaitway-kinematics")],
-        env=env,
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log_path = tmp_path / "kinematics.log"
+    with log_path.open("wb") as log_file:  # a file, not a pipe: the service's log never blocks it
+        proc = subprocess.Popen(
+            [str(bin_dir / "gaitway-kinematics")], env=env, cwd="/", stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-2000:]
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
