@@ -529,7 +529,10 @@ class _SlowSession:
         self.pushed.append(t)
         return LiveFrame(index=len(self.pushed) - 1, t=t, keypoints=None, box=None, skeleton="coco17")
 
-    def new_steps(self, *, final: bool = False) -> list[Any]:
+    def take_window(self, *, final: bool = False) -> None:
+        return None  # no window analysis is ever due
+
+    def steps_of(self, window: Any) -> list[Any]:
         return []
 
     def summary(self) -> dict[str, Any]:
