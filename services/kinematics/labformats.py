@@ -204,8 +204,15 @@ class LabExports:
 
     @property
     def warnings(self) -> list[str]:
-        """One sentence per file not written, for the analysis' warnings."""
-        return [f"{name} export not written: {why}" for name, why in self.skipped.items()]
+        """One sentence per reason a file was not written (files skipped for the same reason share it),
+        for the analysis' warnings."""
+        by_reason: dict[str, list[str]] = {}
+        for name, why in self.skipped.items():
+            by_reason.setdefault(why, []).append(name)
+        return [
+            f"{' and '.join(names)} export{'s' if len(names) > 1 else ''} not written: {why}"
+            for why, names in by_reason.items()
+        ]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -321,10 +328,11 @@ def lab_trial(
 # writers
 
 
-def _require_metric(trial: LabTrial, what: str) -> None:
+def _require_metric(trial: LabTrial) -> None:
+    """C3D and TRC hold lengths: refuse a 3D pose in the lifter's own units."""
     if not trial.metric:
         raise InputError(
-            f"the {what} needs a metric 3D pose, but this analysis is in {trial.units}: "
+            f"a metric 3D pose is needed, but this analysis is in {trial.units}: "
             "give the runner's height (--height) to scale it to metres"
         )
 
@@ -340,7 +348,7 @@ def write_c3d(trial: LabTrial, path: Path) -> None:
     """The trial as a C3D file: the markers in millimetres (lab frame, ``POINT:UNITS mm``) at
     ``POINT:RATE = trial.rate_hz``, missing points with residual -1, the gait events in the ``EVENT`` group,
     no analog channels. Raises :class:`InputError` when the trial is not metric."""
-    _require_metric(trial, "C3D export")
+    _require_metric(trial)
     c3d = ezc3d.c3d()
     names = list(trial.markers)
     points = np.stack([trial.markers[n] for n in names], axis=1) * 1000.0  # (M, N, 3) mm
@@ -389,7 +397,7 @@ def write_trc(trial: LabTrial, path: Path) -> None:
     """The trial as an OpenSim marker file (TRC): OpenSim's ground frame (X forward, Y up, Z right), metres,
     one row per frame with its number (from 1) and time, missing markers as empty fields. Raises
     :class:`InputError` when the trial is not metric."""
-    _require_metric(trial, "TRC export")
+    _require_metric(trial)
     names = list(trial.markers)
     n = trial.t.size
     rate = f"{trial.rate_hz:.6g}"
