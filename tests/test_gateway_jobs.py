@@ -48,7 +48,7 @@ from services.errors import (
     UploadTimeoutError,
     VideoLimitError,
 )
-from services.kinematics.report import atomic_path
+from services.files import atomic_path
 from services.pose.ingest import VideoHeader
 
 SHA = "0" * 64

@@ -17,16 +17,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from services.files import atomic_path
 from services.kinematics.metric_defs import METRIC_DEFS, METRICS, PLOTTED, MetricDef
 from services.kinematics.schema import KinematicsResponse, StepOut
 
@@ -55,18 +52,6 @@ FILES = {
     "steps_plot": "steps.png",
     "trajectories_plot": "trajectories.png",
 }
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same folder, hidden name unique to this thread) to write to; on
-    success it is renamed onto ``path`` in one step, on failure removed. The folder must exist."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _cell(v: float | None) -> str:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from services.files import atomic_path
 from services.pose.backends import ModelSet
 from services.pose.ingest import VideoInfo
 from services.pose.pipeline import AnalysisOptions, AnalysisResult
@@ -39,9 +39,8 @@ def _fingerprint(models: ModelSet) -> dict[str, str]:
 
 
 def _write(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def save_result(result: AnalysisResult, folder: Path) -> None:

@@ -79,6 +79,7 @@ from services.errors import (
     ModelExportError,
     UnsafeArchiveError,
 )
+from services.files import atomic_path
 from services.pose.models import ModelManifest, get_manifest, get_preset, manifests, presets, sha256_of
 
 log = logging.getLogger(__name__)
@@ -546,12 +547,8 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
 
 
 def _present(m: ModelManifest, final: Path, record: Path) -> FetchResult | None:

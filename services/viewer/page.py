@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.errors import InputError
+from services.files import atomic_path
 from services.viewer.data import pack
 from services.viewer.proxy import write_proxy_video
 
@@ -105,7 +106,6 @@ def write_viewer(out_dir: Path, *, video: Path | None) -> dict[str, Path]:
     name = (poses.get("video") or {}).get("file") or (Path(video).name if video is not None else out_dir.name)
     page = render_viewer(poses, metrics, video_src=video_src, title=f"Gaitway · {name}")
     target = out_dir / VIEWER_HTML
-    tmp = target.with_name(f".{target.name}.part")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return {"viewer": target, **paths}

@@ -14,7 +14,6 @@ exactly ``i / fps_nominal`` seconds (constant frame rate, whatever the source's 
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 
 from services.errors import InputError, VideoError
+from services.files import atomic_path
 from services.pose.ingest import VideoReader
 
 __all__ = ["PROXY_CRF", "PROXY_GOP_S", "proxy_rate", "write_proxy_video"]
@@ -54,9 +54,8 @@ def write_proxy_video(video: Path, dest: Path, *, long_side: int = 640) -> Path:
         raise InputError(f"long_side must be a whole number of pixels >= 16, got {long_side!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part.mp4")
     try:
-        with VideoReader(video, max_long_side=long_side) as reader:
+        with atomic_path(dest) as tmp, VideoReader(video, max_long_side=long_side) as reader:
             info = reader.info
             rate = proxy_rate(info.fps_nominal)
             width, height = _even_size(info.out_width, info.out_height)
@@ -88,9 +87,6 @@ def write_proxy_video(video: Path, dest: Path, *, long_side: int = 640) -> Path:
                         out.mux(packet)
                 for packet in stream.encode():
                     out.mux(packet)
-        os.replace(tmp, dest)
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"the viewer's copy of the video could not be written: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
