@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from conftest import SHARED
+from tritonclient.utils import InferenceServerException
 
 from export.repository import generate
 from services.errors import InferenceError, ModelError, ServiceUnavailableError
@@ -25,7 +26,7 @@ from services.pose.backends import EmbeddedBackend, ModelSet
 from services.pose.ingest import VideoReader
 from services.pose.models import ModelStore, get_preset
 from services.pose.pipeline import AnalysisOptions, analyze_video
-from services.pose.triton import TritonBackend, TritonServer, free_port
+from services.pose.triton import TritonBackend, TritonServer, free_port, translate_error
 
 pytestmark = [pytest.mark.slow, pytest.mark.triton]
 
@@ -195,3 +196,24 @@ def test_analyze_video_through_triton_equals_embedded(
 
 def test_repository_path_is_a_temp_dir(server: TritonServer) -> None:
     assert not server.repository.is_relative_to(Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        # what a real server answered when its python-backend stub was SIGKILLed mid-request
+        (None, "Stub process 'pose2d_movenet_0_0' is not healthy.", ServiceUnavailableError),  # no status
+        ("StatusCode.UNAVAILABLE", "failed to connect to all addresses", ServiceUnavailableError),
+        (
+            "StatusCode.INVALID_ARGUMENT",
+            "unexpected datatype FP32 for input 'input', expecting UINT8",
+            InferenceError,
+        ),
+        ("StatusCode.NOT_FOUND", "Request for unknown model: 'nope' is not found", ModelError),
+    ],
+)
+def test_server_side_failures_are_outages_and_bad_requests_are_not(
+    status: str | None, message: str, expected: type[Exception]
+) -> None:
+    error = translate_error(InferenceServerException(message, status=status), url="127.0.0.1:8001", model="m")
+    assert type(error) is expected

@@ -39,6 +39,7 @@ import contextlib
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,6 +82,8 @@ def triton_model_name(family: str) -> str:
 
 # --- errors --------------------------------------------------------------------------------------------
 _UNREACHABLE = {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED"}
+#: what Triton answers for a model whose python-backend stub process is gone
+_DEAD_STUB = re.compile(r"Stub process '[^']*' is not healthy")
 
 
 def translate_error(exc: BaseException, *, url: str, model: str = "") -> GaitwayError:
@@ -96,7 +99,9 @@ def translate_error(exc: BaseException, *, url: str, model: str = "") -> Gaitway
         status, message = "StatusCode.UNAVAILABLE", str(exc) or type(exc).__name__
     else:
         return InferenceError(f"{what} failed", detail=f"{what} at {url}: {type(exc).__name__}: {exc}")
-    if status in _UNREACHABLE:
+    # a python-backend stub that died (the server being killed, or crashing) is the server unable to serve
+    # the model, not a bad request: an outage, like an unreachable server
+    if status in _UNREACHABLE or _DEAD_STUB.search(message):
         return ServiceUnavailableError(
             "the inference server (Triton) is unreachable",
             dependency="triton",
